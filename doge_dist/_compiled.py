@@ -1,0 +1,148 @@
+"""The model compiled to arrays: what the engine reads on its hot path."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._model import Transition, sink_name
+
+__all__ = ["CompiledModel", "compile_model", "factory_takes_index", "unique_sink_names"]
+
+STRIDE = 1000.0  # > 100 %, so states' cumulative ranges never overlap in flat_cum
+
+
+@dataclass
+class CompiledModel:
+    """Per-state probability tables and per-transition dispatch info, built once on the driver."""
+
+    states: list[str]
+    transitions: list[Transition]
+    initial: int
+    to_state: np.ndarray        # int16[T]: transition id -> target state
+    out_total: np.ndarray       # float64[S]: sum of outgoing probabilities, percent
+    cum: np.ndarray             # float64[S, K]: cumulative percent per state, padded with +inf
+    last: np.ndarray            # int64[S]: out-degree - 1 (clip for rounding)
+    table: np.ndarray           # int32[S, K]: (state, slot) -> transition id
+    inv_log_stay: np.ndarray    # float64[S]: 1 / log(1 - q); 0 where q == 0 (final states)
+    final: np.ndarray           # bool[S]: no outgoing transition (or total probability 0)
+    flat_cum: np.ndarray        # float64[T]: state * STRIDE + cumulative percent, sorted
+    flat_tid: np.ndarray        # int32[T]: transition id at each flat_cum position
+    state_base: np.ndarray      # float64[S]: state * STRIDE
+    state_last: np.ndarray      # int64[S]: last flat position of each state (clip for rounding)
+    sinks: list[Any]            # unique sinks, first-use order
+    sink_names: list[str]       # unique readable names, aligned with sinks
+    sink_ids_by_transition: list[tuple[int, ...]]
+    has_callbacks: bool
+
+    @property
+    def triggers(self) -> list[str]:
+        return [tr.trigger for tr in self.transitions]
+
+    def dispatch_table(self) -> list[tuple[Transition, Callable | None, tuple[Callable, ...]]]:
+        """(transition, callback, bound collect methods) per transition id, for the hot loop."""
+        return [(tr, tr.action_callback, tuple(sink.collect for sink in tr.event_sinks))
+                for tr in self.transitions]
+
+
+def unique_sink_names(sinks: list[Any]) -> list[str]:
+    """Readable names for sinks, made unique with ``#2``, ``#3`` suffixes."""
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    for sink in sinks:
+        base = sink_name(sink)
+        seen[base] = seen.get(base, 0) + 1
+        names.append(base if seen[base] == 1 else f"{base}#{seen[base]}")
+    return names
+
+
+def factory_takes_index(factory: Any) -> bool:
+    """True when ``factory.create`` accepts one positional argument (the global subject index)."""
+    try:
+        params = list(inspect.signature(factory.create).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return False  # the abstract signature create(*args): treat as doge-datagen style
+    return len(positional) >= 1
+
+
+def compile_model(states: list[str], initial_state: str, transitions: list[Transition]) -> CompiledModel:
+    """Turn validated states and transitions into the engine's lookup tables."""
+    index = {name: i for i, name in enumerate(states)}
+    n_states = len(states)
+    outgoing: list[list[int]] = [[] for _ in states]
+    for tid, tr in enumerate(transitions):
+        outgoing[index[tr.from_state]].append(tid)
+    width = max(1, max((len(out) for out in outgoing), default=1))
+    cum = np.full((n_states, width), np.inf)
+    table = np.zeros((n_states, width), dtype=np.int32)
+    out_total = np.zeros(n_states)
+    last = np.zeros(n_states, dtype=np.int64)
+    for s, out in enumerate(outgoing):
+        running = 0.0
+        for slot, tid in enumerate(out):
+            running += float(transitions[tid].probability)
+            cum[s, slot] = running
+            table[s, slot] = tid
+        out_total[s] = running
+        last[s] = max(len(out) - 1, 0)
+    q = np.minimum(out_total / 100.0, 1.0)
+    final = q <= 0.0
+    with np.errstate(divide="ignore"):
+        log_stay = np.log1p(-q)
+    inv_log_stay = np.zeros(n_states)
+    acting = ~final
+    inv_log_stay[acting] = 1.0 / log_stay[acting]  # -0.0 when q == 1: the delay is always 0
+    flat_cum: list[float] = []
+    flat_tid: list[int] = []
+    state_last = np.zeros(n_states, dtype=np.int64)
+    for s, out in enumerate(outgoing):
+        running = 0.0
+        for tid in out:
+            running += float(transitions[tid].probability)
+            flat_cum.append(s * STRIDE + running)
+            flat_tid.append(tid)
+        state_last[s] = max(len(flat_cum) - 1, 0)
+    sinks: list[Any] = []
+    seen: dict[int, int] = {}
+    sink_ids: list[tuple[int, ...]] = []
+    for tr in transitions:
+        ids = []
+        for sink in tr.event_sinks:
+            if id(sink) not in seen:
+                seen[id(sink)] = len(sinks)
+                sinks.append(sink)
+            ids.append(seen[id(sink)])
+        sink_ids.append(tuple(ids))
+    return CompiledModel(
+        states=list(states),
+        transitions=list(transitions),
+        initial=index[initial_state],
+        to_state=np.array([index[tr.to_state] for tr in transitions] or [0], dtype=np.int16),
+        out_total=out_total,
+        cum=cum,
+        last=last,
+        table=table,
+        inv_log_stay=inv_log_stay,
+        final=final,
+        flat_cum=np.array(flat_cum or [0.0]),
+        flat_tid=np.array(flat_tid or [0], dtype=np.int32),
+        state_base=np.arange(n_states, dtype=np.float64) * STRIDE,
+        state_last=state_last,
+        sinks=sinks,
+        sink_names=unique_sink_names(sinks),
+        sink_ids_by_transition=sink_ids,
+        has_callbacks=any(tr.action_callback is not None for tr in transitions),
+    )
+
+
+def expected_delay(q: float) -> float:
+    """Mean ticks until a subject with per-tick action probability ``q`` acts (for docs/tests)."""
+    return math.inf if q <= 0 else (1 - q) / q

@@ -1,0 +1,38 @@
+"""Which shard the current process is writing for; file sinks use it to pick their path."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+__all__ = ["ShardInfo", "current_shard", "shard_scope"]
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """A contiguous slice ``[start, stop)`` of the global subject indices."""
+
+    index: int = 0
+    count: int = 1
+    start: int = 0
+    stop: int = 0
+
+
+_current: ShardInfo = ShardInfo()
+
+
+def current_shard() -> ShardInfo:
+    """The shard this process is running (shard 0 of 1 in an in-process run)."""
+    return _current
+
+
+@contextlib.contextmanager
+def shard_scope(info: ShardInfo) -> Iterator[ShardInfo]:
+    """Make ``info`` the current shard for the duration of the block."""
+    global _current
+    previous, _current = _current, info
+    try:
+        yield info
+    finally:
+        _current = previous

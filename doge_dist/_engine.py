@@ -1,0 +1,257 @@
+"""The event-driven tick engine for one shard: pure computation, no I/O of its own.
+
+Each subject carries the tick at which it next acts. The delay until then is drawn from the
+geometric distribution of its state's total outgoing probability, so a subject costs work only
+when it acts, and the distribution of events equals the per-tick rule of doge-datagen.
+All draws are pure functions of (seed, subject index, tick), so sharding cannot change them.
+"""
+
+from __future__ import annotations
+
+import random as _py_random
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import rand as _doge_rand
+from ._compiled import CompiledModel, factory_takes_index
+from ._errors import SimulationError
+from ._keyed import GOLDEN, mix64, subject_keys, to_unit, to_unit_open
+
+__all__ = ["ShardEngine", "NEVER"]
+
+NEVER = np.int64(2**62)
+_DELAY_SALT = np.uint64(0xA0761D6478BD642F)
+_FACTORY_SALT = 0xE7037ED1A0B428DB
+
+
+class ShardEngine:
+    """Runs subjects ``[start, stop)`` of a compiled model, window by window."""
+
+    def __init__(
+        self,
+        model: CompiledModel,
+        factory: Any,
+        start: int,
+        stop: int,
+        *,
+        run_key: int,
+        tick_ms: int,
+        timestamp_start: int,
+        reseed_python_random: bool = False,
+        shard: int = 0,
+    ) -> None:
+        self.model = model
+        self.factory = factory
+        self.start = start
+        self.stop = stop
+        self.shard = shard
+        self.tick_ms = tick_ms
+        self.timestamp_start = timestamp_start
+        self.reseed_python_random = reseed_python_random
+        self.run_key = run_key
+        n = stop - start
+        self.keys = subject_keys(run_key, start, stop)
+        self.state = np.full(n, model.initial, dtype=np.int16)
+        self.next_tick = np.empty(n, dtype=np.int64)
+        self.subjects: list[Any] = []
+        self.events = np.zeros(max(len(model.transitions), 1), dtype=np.int64)
+        self.vetoed = np.zeros(max(len(model.transitions), 1), dtype=np.int64)
+        self.ticks_done = 0
+        self._dispatch = model.dispatch_table()
+        self._reseed = self._make_reseeder()
+
+    # -- setup -------------------------------------------------------------------------------
+
+    def _make_reseeder(self) -> Callable[[int], None]:
+        rekey = _doge_rand.rekey
+        if not self.reseed_python_random:
+            return rekey
+        py_seed = _py_random.seed
+
+        def reseed(key: int) -> None:
+            py_seed(key)
+            rekey(key)
+
+        return reseed
+
+    def create_subjects(self) -> None:
+        """Call the factory once per subject, in global index order, and draw first action ticks."""
+        factory, start, stop = self.factory, self.start, self.stop
+        reseed = self._reseed
+        takes_index = factory_takes_index(factory)
+        if not takes_index and start > 0:
+            self._advance_factory(start)
+        create = factory.create
+        factory_keys = (self.keys ^ np.uint64(_FACTORY_SALT)).tolist()
+        subjects = self.subjects
+        index = start
+        try:
+            if takes_index:
+                for index, key in zip(range(start, stop), factory_keys):
+                    reseed(key)
+                    subjects.append(create(index))
+            else:
+                for index, key in zip(range(start, stop), factory_keys):  # noqa: B007 - used on error
+                    reseed(key)
+                    subjects.append(create())
+        except Exception as exc:
+            raise SimulationError(
+                f"subject factory {type(factory).__name__}.create failed for subject {index}: {exc!r}",
+                subject_index=index, shard=self.shard,
+            ) from exc
+        local = np.arange(stop - start)
+        self.next_tick[:] = self._draw_next(-1, local, self.state)
+
+    def _advance_factory(self, count: int) -> None:
+        """Bring a zero-argument factory to the state it would have after ``count`` subjects."""
+        advance = getattr(self.factory, "advance", None)
+        if callable(advance):
+            advance(count)
+            return
+        keys = (subject_keys(self.run_key, 0, count) ^ np.uint64(_FACTORY_SALT)).tolist()
+        create, reseed = self.factory.create, self._reseed
+        for key in keys:
+            reseed(key)
+            create()
+
+    # -- randomness --------------------------------------------------------------------------
+
+    def _tick_hash(self, t: int, local: np.ndarray) -> np.ndarray:
+        h = self.keys[local]
+        h += np.uint64((t + 1) * 0xD1B54A32D192ED03 & 0xFFFFFFFFFFFFFFFF)
+        return mix64(h)
+
+    def _draw_next(self, t: int, local: np.ndarray, states: np.ndarray,
+                   h: np.ndarray | None = None) -> np.ndarray:
+        """Next action tick for each subject, from tick ``t + 1`` on, given its current state."""
+        if h is None:
+            h = self._tick_hash(t, local)
+        h2 = h ^ _DELAY_SALT
+        u = to_unit_open(mix64(h2))
+        delay = np.log(u)
+        delay *= self.model.inv_log_stay[states]
+        np.floor(delay, out=delay)
+        np.minimum(delay, 2.0**61, out=delay)
+        nxt = delay.astype(np.int64)
+        nxt += t + 1
+        if self.model.final.any():
+            nxt[self.model.final[states]] = NEVER
+        return nxt
+
+    # -- running -----------------------------------------------------------------------------
+
+    def run_window(self, t0: int, t1: int) -> None:
+        """Simulate ticks ``t0 .. t1-1``."""
+        next_tick = self.next_tick
+        cand = np.flatnonzero(next_tick < t1)
+        width = t1 - t0
+        base: list[np.ndarray | None] = [None] * width
+        extra: list[list[int]] = [[] for _ in range(width)]
+        if cand.size:
+            ticks = next_tick[cand]
+            order = np.argsort(ticks, kind="stable")
+            cand = cand[order]
+            bounds = np.searchsorted(ticks[order], np.arange(t0, t1 + 1)).tolist()
+            for k in range(width):
+                if bounds[k] != bounds[k + 1]:
+                    base[k] = cand[bounds[k]:bounds[k + 1]]
+        for k in range(width):
+            due = base[k]
+            if extra[k]:
+                more = np.array(extra[k], dtype=np.int64)
+                due = more if due is None else np.concatenate((due, more))
+                due.sort()
+            if due is None:
+                continue
+            t = t0 + k
+            nxt = self._tick(t, due)
+            next_tick[due] = nxt
+            soon = nxt < t1
+            if soon.any():
+                for i, tick in zip(due[soon].tolist(), nxt[soon].tolist()):
+                    extra[tick - t0].append(i)
+        self.ticks_done = t1
+
+    def _tick(self, t: int, due: np.ndarray) -> np.ndarray:
+        """Process the subjects acting at tick ``t`` (sorted local indices); return their next ticks."""
+        model = self.model
+        states = self.state[due]
+        h = self._tick_hash(t, due)
+        threshold = to_unit(h)
+        threshold *= model.out_total[states]
+        threshold += model.state_base[states]
+        pos = np.searchsorted(model.flat_cum, threshold, side="right")
+        np.minimum(pos, model.state_last[states], out=pos)
+        tids = model.flat_tid[pos]
+        vetoed = self._dispatch_events(t, due, tids, h)
+        if vetoed:
+            accepted = np.ones(due.size, dtype=bool)
+            accepted[vetoed] = False
+            new_states = np.where(accepted, model.to_state[tids], states)
+            self.events += np.bincount(tids[accepted], minlength=self.events.size)
+            self.vetoed += np.bincount(tids[~accepted], minlength=self.vetoed.size)
+        else:
+            new_states = model.to_state[tids]
+            self.events += np.bincount(tids, minlength=self.events.size)
+        self.state[due] = new_states
+        return self._draw_next(t, due, new_states, h)
+
+    def _dispatch_events(self, t: int, due: np.ndarray, tids: np.ndarray, h: np.ndarray) -> list[int]:
+        """Run callbacks and sinks in subject order; return positions of vetoed transitions."""
+        timestamp = self.timestamp_start + t * self.tick_ms
+        subjects = self.subjects
+        dispatch = self._dispatch
+        reseed = self._reseed
+        vetoed: list[int] = []
+        keys = (h ^ np.uint64(GOLDEN)).tolist() if self.model.has_callbacks else None
+        j = 0
+        local_list = due.tolist()
+        tid_list = tids.tolist()
+        try:
+            for j, (i, k) in enumerate(zip(local_list, tid_list)):
+                transition, callback, collects = dispatch[k]
+                subject = subjects[i]
+                if callback is not None:
+                    reseed(keys[j])
+                    if not callback(subject, transition):
+                        vetoed.append(j)
+                        continue
+                for collect in collects:
+                    collect(timestamp, subject, transition)
+        except Exception as exc:
+            transition = dispatch[tid_list[j]][0]
+            index = self.start + local_list[j]
+            raise SimulationError(
+                f"shard {self.shard}: tick {t}, subject {index}, trigger {transition.trigger!r} "
+                f"({transition.from_state} -> {transition.to_state}): {type(exc).__name__}: {exc}",
+                tick=t, subject_index=index, trigger=transition.trigger, shard=self.shard,
+            ) from exc
+        return vetoed
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def counts_by_trigger(self) -> tuple[dict[str, int], dict[str, int]]:
+        events: dict[str, int] = {}
+        vetoed: dict[str, int] = {}
+        for tid, tr in enumerate(self.model.transitions):
+            events[tr.trigger] = events.get(tr.trigger, 0) + int(self.events[tid])
+            vetoed[tr.trigger] = vetoed.get(tr.trigger, 0) + int(self.vetoed[tid])
+        return events, vetoed
+
+    def counts_by_transition(self) -> dict[str, int]:
+        return {f"{tr.from_state}:{tr.trigger}": int(self.events[tid])
+                for tid, tr in enumerate(self.model.transitions)}
+
+    def counts_by_sink(self) -> dict[str, int]:
+        counts = [0] * len(self.model.sinks)
+        for tid, sink_ids in enumerate(self.model.sink_ids_by_transition):
+            for sid in sink_ids:
+                counts[sid] += int(self.events[tid])
+        return dict(zip(self.model.sink_names, counts))
+
+    def total_events(self) -> int:
+        return int(self.events.sum())
+
+

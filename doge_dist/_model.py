@@ -1,0 +1,83 @@
+"""The model vocabulary shared with doge-datagen 1.0.4: subjects, factories, transitions and sinks."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypeVar
+
+__all__ = ["Subject", "SubjectFactory", "EventSink", "Transition", "sink_name"]
+
+Subject = TypeVar("Subject")
+
+
+class SubjectFactory(Generic[Subject]):
+    """Creates the subjects that walk the state machine.
+
+    ``create(self)`` as in doge-datagen, or ``create(self, index)`` to receive the subject's
+    global index (0..subjects_num-1); the engine passes it when the signature accepts it.
+    A zero-argument factory may define ``advance(n)`` to skip ``n`` subjects cheaply when a
+    shard starts in the middle of the population (otherwise ``create()`` is called and discarded).
+    """
+
+    @abstractmethod
+    def create(self, *args: Any) -> Subject:  # pragma: no cover - abstract
+        """Return a new subject."""
+
+
+class EventSink(ABC):
+    """Receives every successful transition as ``collect(timestamp, subject, transition)``.
+
+    Sinks travel to worker processes by pickling, so they must open files, producers or
+    connections lazily on first use, not in ``__init__``. ``close()`` is called once per
+    process at the end of a run and must be idempotent. Optional: a ``name`` attribute
+    (readable name used in results) and ``stats()`` returning a dict of delivery counts.
+    """
+
+    @abstractmethod
+    def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:  # pragma: no cover
+        """Handle one event."""
+
+    def close(self) -> None:
+        """Flush and release resources. Called once at the end of a run."""
+
+
+class Transition:
+    """A possible move from ``from_state`` to ``to_state`` with ``probability`` percent per tick."""
+
+    __slots__ = ("trigger", "from_state", "to_state", "probability", "action_callback", "event_sinks")
+
+    def __init__(
+        self,
+        trigger: str,
+        from_state: str,
+        to_state: str,
+        probability: float,
+        action_callback: Callable[[Any, Transition], bool] | None = None,
+        event_sinks: Iterable[EventSink] | None = None,
+    ) -> None:
+        self.trigger = trigger
+        self.from_state = from_state
+        self.to_state = to_state
+        self.probability = probability
+        self.action_callback = action_callback
+        self.event_sinks = tuple(event_sinks or ())
+
+    def __getstate__(self):
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state):
+        for name, value in state.items():
+            setattr(self, name, value)
+
+    def __repr__(self) -> str:
+        return (f"Transition({self.trigger!r}, {self.from_state!r} -> {self.to_state!r}, "
+                f"P={self.probability}%)")
+
+
+def sink_name(sink: object) -> str:
+    """A readable name for a sink: its ``name`` attribute, else its class name."""
+    name = getattr(sink, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    return type(sink).__name__
