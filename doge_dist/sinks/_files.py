@@ -1,0 +1,338 @@
+"""File sinks: JSON Lines and CSV, one file per shard, optionally gzip-compressed.
+
+For people without servers. The path may contain ``{shard}`` (or ``{shard:03d}``), replaced by
+``doge_dist.current_shard().index`` when the file is opened, lazily in the process that writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as _dt
+import decimal
+import enum
+import gzip
+import json
+import keyword
+import operator
+import os
+import re
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from .._context import current_shard
+from .._errors import ModelError
+from .._model import EventSink, Transition
+
+__all__ = ["JsonLinesSink", "CsvSink", "default_row"]
+
+RowMapper = Callable[[int, Any, Transition], dict]
+
+_SHARD_FIELD = re.compile(r"\{shard(?::([^{}]*))?\}")
+_FLUSH_EVERY = 1 << 20  # bytes of the text buffer
+
+
+# --------------------------------------------------------------------------- default row
+
+_EVENT_FIELDS = ("timestamp", "trigger", "from_state", "to_state")
+
+
+def _slot_names(cls: type) -> list[str]:
+    names: list[str] = []
+    for klass in reversed(cls.__mro__):
+        slots = klass.__dict__.get("__slots__", ())
+        for name in [slots] if isinstance(slots, str) else slots:
+            if name not in ("__dict__", "__weakref__") and name not in names:
+                names.append(name)
+    return names
+
+
+def _vars_row(timestamp: int, subject: Any, transition: Transition) -> dict:
+    attrs = subject if isinstance(subject, dict) else vars(subject)
+    row = {"timestamp": timestamp, "trigger": transition.trigger, "from_state": transition.from_state,
+           "to_state": transition.to_state, **attrs}
+    if len(row) != 4 + len(attrs):  # an attribute shadowed an event field: the event's value wins
+        row.update(timestamp=timestamp, trigger=transition.trigger, from_state=transition.from_state,
+                   to_state=transition.to_state)
+    return row
+
+
+def _plain_row(timestamp: int, subject: Any, transition: Transition) -> dict:
+    return {"timestamp": timestamp, "trigger": transition.trigger, "from_state": transition.from_state,
+            "to_state": transition.to_state, "subject": subject}
+
+
+def _build_row_function(subject: Any) -> RowMapper:
+    """The default row for subjects of this class; slotted classes get a generated function."""
+    if isinstance(subject, dict) or hasattr(subject, "__dict__"):
+        return _vars_row
+    cls = type(subject)
+    if dataclasses.is_dataclass(cls):
+        names = [f.name for f in dataclasses.fields(cls)]
+    elif hasattr(cls, "__slots__"):
+        names = _slot_names(cls)
+    else:
+        return _plain_row
+    names = [n for n in names if n not in _EVENT_FIELDS]  # the event's own fields win
+    if not all(n.isidentifier() and not keyword.iskeyword(n) for n in names):
+        getters = [(n, operator.attrgetter(n)) for n in names]
+
+        def row(timestamp: int, subject: Any, transition: Transition) -> dict:
+            out = {"timestamp": timestamp, "trigger": transition.trigger,
+                   "from_state": transition.from_state, "to_state": transition.to_state}
+            for name, get in getters:
+                out[name] = get(subject)
+            return out
+
+        return row
+    body = "".join(f", {n!r}: s.{n}" for n in names)
+    source = ("def row(ts, s, t):\n"
+              "    return {'timestamp': ts, 'trigger': t.trigger, 'from_state': t.from_state, "
+              f"'to_state': t.to_state{body}}}\n")
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)  # names are checked identifiers: this is attribute access only
+    return namespace["row"]
+
+
+_ROW_FUNCTIONS: dict[type, RowMapper] = {}
+
+
+def _row_function(subject: Any) -> RowMapper:
+    cls = type(subject)
+    fn = _ROW_FUNCTIONS.get(cls)
+    if fn is None:
+        fn = _ROW_FUNCTIONS[cls] = _build_row_function(subject)
+    return fn
+
+
+def default_row(timestamp: int, subject: Any, transition: Transition) -> dict:
+    """``timestamp``, ``trigger``, ``from_state``, ``to_state``, then the subject's attributes.
+
+    Attributes come from ``vars(subject)`` (a dict subject is used as is), or for slotted classes
+    and slotted dataclasses from their fields (what ``dataclasses.asdict`` gives for flat fields;
+    nested dataclasses are expanded by the JSON encoder). A subject without attributes becomes
+    ``"subject"``. The event's own four fields win over same-named attributes.
+    """
+    return _row_function(subject)(timestamp, subject, transition)
+
+
+# --------------------------------------------------------------------------- JSON encoding
+
+
+def _json_default(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (decimal.Decimal, uuid.UUID)):
+        return str(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"JsonLinesSink cannot encode a value of type {type(value).__name__} ({value!r}); "
+                    "pass mapper= returning JSON-friendly values")
+
+
+def _make_encoder() -> Callable[[Any], str]:
+    """A compact JSON encoder; the C encoder is built once instead of once per call."""
+    c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    if c_make_encoder is None:  # pragma: no cover - interpreters without the C accelerator
+        return json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_json_default).encode
+    c_encode = c_make_encoder(None, _json_default, json.encoder.encode_basestring, None, ":", ",",
+                              False, False, True)
+    join = "".join
+
+    def encode(value: Any) -> str:
+        return join(c_encode(value, 0))
+
+    return encode
+
+
+# --------------------------------------------------------------------------- base
+
+
+class _FileSink(EventSink):
+    """Shared parts: path template, lazy open, gzip, counts, pickling."""
+
+    _kind = "file"
+
+    def __init__(self, path: str | os.PathLike, mapper: RowMapper | None = None, *,
+                 compress: str | None = None, compresslevel: int = 6, encoding: str = "utf-8") -> None:
+        self.path = os.fspath(path)
+        if not self.path:
+            raise ModelError(f"{type(self).__name__}: path must not be empty")
+        if mapper is not None and not callable(mapper):
+            raise ModelError(f"{type(self).__name__}: mapper must be callable, got {mapper!r}")
+        if compress not in (None, "gzip"):
+            raise ModelError(f"{type(self).__name__}: compress must be None or 'gzip', got {compress!r}")
+        self.mapper = mapper
+        self.compress = "gzip" if compress == "gzip" or self.path.endswith(".gz") else None
+        self.compresslevel = compresslevel
+        self.encoding = encoding
+        self.name = f"{self._kind}:{self.path}"
+        self._reset()
+
+    def _reset(self) -> None:
+        self._fh: IO[str] | None = None
+        self._opened_path: str | None = None  # set once this instance opened a file in this process
+        self._delivered = 0
+
+    # pickling: a description only; the open file and counts stay with the original
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for key in [k for k in state if k.startswith("_")]:
+            del state[key]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
+    def resolved_path(self) -> str:
+        """The path for the current shard (``{shard}`` replaced); errors if several shards would share it."""
+        shard = current_shard()
+        if _SHARD_FIELD.search(self.path) is None:
+            if shard.count > 1:
+                raise ModelError(
+                    f"{self.name}: the path has no {{shard}} placeholder but the run has "
+                    f"{shard.count} shards; "
+                    "two processes must never append to one file: add {shard} to the path, e.g. "
+                    f"{_suggest(self.path)!r}")
+            return self.path
+        return _SHARD_FIELD.sub(lambda m: format(shard.index, m.group(1) or ""), self.path)
+
+    def _open(self) -> IO[str]:
+        path = self.resolved_path()
+        # first open in this process truncates; reopening after close() appends (nothing is lost)
+        mode = "a" if self._opened_path == path else "w"
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if self.compress == "gzip":
+            fh = gzip.open(path, mode + "t", compresslevel=self.compresslevel, encoding=self.encoding,
+                           newline=self._newline)
+        else:
+            fh = open(path, mode, encoding=self.encoding, newline=self._newline, buffering=_FLUSH_EVERY)
+        self._opened_path = path
+        self._fh = fh
+        self._on_open(fh, appending=mode == "a")
+        return fh
+
+    _newline: str | None = "\n"
+
+    def _on_open(self, fh: IO[str], appending: bool) -> None:
+        """Hook for subclasses (CSV header)."""
+
+    def close(self) -> None:
+        """Open the file if nothing was written (so it exists), flush and close it. Idempotent."""
+        if self._fh is None:
+            if self._opened_path is not None:
+                return  # already closed
+            self._open()
+        fh, self._fh = self._fh, None
+        fh.close()
+
+    def stats(self) -> dict[str, int]:
+        return {"delivered": self._delivered}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.path!r})"
+
+
+def _suggest(path: str) -> str:
+    p = Path(path)
+    suffixes = "".join(p.suffixes)
+    stem = p.name[: len(p.name) - len(suffixes)] if suffixes else p.name
+    return str(p.with_name(f"{stem}-{{shard}}{suffixes}"))
+
+
+# --------------------------------------------------------------------------- JSON Lines
+
+
+class JsonLinesSink(_FileSink):
+    """Writes one JSON object per event and line.
+
+    ``mapper(timestamp, subject, transition) -> dict`` (default: :func:`default_row`).
+    ``compress="gzip"`` or a path ending in ``.gz`` writes gzip. ``{shard}`` in the path is
+    replaced by the shard index; without it, a run with several shards is refused.
+    """
+
+    _kind = "jsonl"
+
+    def _reset(self) -> None:
+        super()._reset()
+        self._encode = _make_encoder()
+
+    def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
+        mapper = self.mapper
+        if mapper is None:  # default_row without one call level: this is the hot path
+            mapper = _ROW_FUNCTIONS.get(type(subject)) or _row_function(subject)
+        row = mapper(timestamp, subject, transition)
+        fh = self._fh or self._open()
+        fh.write(self._encode(row))
+        fh.write("\n")
+        self._delivered += 1
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+class CsvSink(_FileSink):
+    """Writes events as CSV rows with a header line.
+
+    ``fieldnames`` fixes the columns (default: the keys of the first row). A row with a key
+    outside the columns is an error (nothing is dropped silently); a missing key is an empty cell.
+    """
+
+    _kind = "csv"
+    _newline = ""  # the csv module writes its own line endings
+
+    def __init__(self, path: str | os.PathLike, mapper: RowMapper | None = None,
+                 fieldnames: list[str] | tuple[str, ...] | None = None, *, compress: str | None = None,
+                 compresslevel: int = 6, encoding: str = "utf-8", dialect: str = "excel") -> None:
+        super().__init__(path, mapper, compress=compress, compresslevel=compresslevel, encoding=encoding)
+        if fieldnames is not None:
+            fieldnames = list(fieldnames)
+            if not fieldnames or not all(isinstance(f, str) for f in fieldnames):
+                raise ModelError(f"{self.name}: fieldnames must be a non-empty list of strings")
+            if len(set(fieldnames)) != len(fieldnames):
+                raise ModelError(f"{self.name}: fieldnames has duplicates: {fieldnames}")
+        self.fieldnames = fieldnames
+        self.dialect = dialect
+
+    def _reset(self) -> None:
+        super()._reset()
+        self._writer: Any = None
+        self._fields: list[str] | None = None
+        self._keys: Any = None  # keys view of the first row, for a cheap per-row check
+        self._header_written = False
+
+    def _on_open(self, fh: IO[str], appending: bool) -> None:
+        self._writer = csv.writer(fh, dialect=self.dialect)
+        self._header_written = appending and self._header_written
+        if self.fieldnames is not None:
+            self._set_fields(self.fieldnames)
+
+    def _set_fields(self, fields: list[str]) -> None:
+        self._fields = fields
+        self._keys = dict.fromkeys(fields).keys()
+        if not self._header_written:
+            self._writer.writerow(fields)
+            self._header_written = True
+
+    def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
+        row = (self.mapper or default_row)(timestamp, subject, transition)
+        if self._fh is None:
+            self._open()
+        if self._fields is None:
+            if not isinstance(row, dict):
+                raise ModelError(f"{self.name}: the mapper must return a dict, got {type(row).__name__}")
+            self._set_fields(list(row))
+        if row.keys() != self._keys:
+            unknown = [k for k in row if k not in self._keys]
+            if unknown:
+                raise ModelError(f"{self.name}: row has column(s) {unknown} that are not in the CSV columns "
+                                 f"{self._fields}; pass fieldnames= listing every column")
+        self._writer.writerow([row.get(f, "") for f in self._fields])
+        self._delivered += 1

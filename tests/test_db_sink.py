@@ -1,0 +1,384 @@
+"""DbSinkFactory / DbSink against real PostgreSQL and MariaDB (conftest fixtures) and SQLite in tmp_path."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import socket
+import uuid
+from dataclasses import dataclass
+
+import pytest
+import sqlalchemy as sa
+
+from doge_dist import ModelError, SinkError, Transition
+from doge_dist.sinks._db import DbSink, DbSinkFactory
+
+pytestmark = pytest.mark.services
+
+LOGIN = Transition("login", "offline", "online", 0.1)
+LOGOUT = Transition("logout", "online", "offline", 70)
+
+
+@dataclass
+class Account:
+    user_id: int
+    balance: int
+    ratio: float | None
+    note: str | None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def account_row(timestamp: int, subject: Account, transition: Transition) -> dict:
+    return {"seq": timestamp, "user_id": subject.user_id, "balance": subject.balance, "ratio": subject.ratio,
+            "note": subject.note, "event": transition.trigger}
+
+
+# awkward text on purpose: COPY's text format must escape tabs, newlines, backslashes and \N
+NOTES = [None, "plain", "tab\there", "new\nline", "back\\slash", "\\N", "quote ' \" ,", "ünïcødé ☃", ""]
+
+
+def make_events(n: int, start: int = 0) -> list[tuple[int, Account, Transition]]:
+    events = []
+    for i in range(start, start + n):
+        account = Account(i % 97, i * 1_000_003 - 5_000_000, None if i % 5 == 0 else i / 7,
+                          NOTES[i % len(NOTES)])
+        events.append((i, account, LOGIN if i % 2 else LOGOUT))
+    return events
+
+
+def expected_rows(events) -> list[tuple]:
+    return [(ts, s.user_id, s.balance, s.ratio, s.note, t.trigger) for ts, s, t in events]
+
+
+def define_table(name: str, metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        name, metadata,
+        sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("user_id", sa.Integer, nullable=False),
+        sa.Column("balance", sa.BigInteger, nullable=False),
+        sa.Column("ratio", sa.Float(precision=53), nullable=True),
+        sa.Column("note", sa.String(64), nullable=True),
+        sa.Column("event", sa.String(32), nullable=False),
+        sa.Column("source", sa.String(16), nullable=True, server_default="doge"),
+    )
+
+
+@pytest.fixture(params=["postgres", "mariadb", "sqlite"])
+def db_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'events.db'}"
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+class Tables:
+    """Creates uniquely named tables and drops them at the end of the test."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = sa.create_engine(url)
+        self.metadata = sa.MetaData()
+
+    def create(self, define=define_table) -> str:
+        name = f"doge_test_{uuid.uuid4().hex[:12]}"
+        table = define(name, self.metadata)
+        table.create(self.engine)
+        return name
+
+    def rows(self, name: str, columns: str = "seq, user_id, balance, ratio, note, event") -> list[tuple]:
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(f"SELECT {columns} FROM {name} ORDER BY seq"))]
+
+    def count(self, name: str) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.text(f"SELECT COUNT(*) FROM {name}")).scalar_one()
+
+    def drop_all(self) -> None:
+        self.metadata.drop_all(self.engine)
+        self.engine.dispose()
+
+
+@pytest.fixture
+def tables(db_url):
+    helper = Tables(db_url)
+    yield helper
+    helper.drop_all()
+
+
+def write(sink: DbSink, events) -> None:
+    for ts, subject, transition in events:
+        sink.collect(ts, subject, transition)
+    sink.close()
+
+
+def normalise(rows: list[tuple]) -> list[tuple]:
+    """Floats compared to 12 significant digits (every backend stores a double)."""
+    return [tuple(round(v, 9) if isinstance(v, float) else v for v in row) for row in rows]
+
+
+# ---------------------------------------------------------------------------- round trips
+
+
+def test_every_row_and_column_arrives(tables):
+    name = tables.create()
+    factory = DbSinkFactory(tables.url)
+    sink = factory.create(name, account_row, batch_size=64)
+    events = make_events(1000)
+    write(sink, events)
+
+    assert sink.name == f"db:{name}"
+    assert sink.stats() == {"delivered": 1000, "failed": 0}
+    assert normalise(tables.rows(name)) == normalise(expected_rows(events))
+    assert {r[0] for r in tables.rows(name, "source, seq")} == {"doge"}  # server default kept
+    assert factory._engine is None  # last sink closed: pool disposed
+
+
+@pytest.mark.parametrize("copy", [True, False])
+def test_postgres_copy_and_insert_paths_give_identical_rows(postgres_url, copy):
+    helper = Tables(postgres_url)
+    try:
+        name = helper.create()
+        factory = DbSinkFactory(postgres_url, copy=copy)
+        assert factory.use_copy is copy
+        write(factory.create(name, account_row, batch_size=100), make_events(555))
+        assert helper.rows(name) == expected_rows(make_events(555))
+    finally:
+        helper.drop_all()
+
+
+def test_postgres_auto_uses_copy_and_json_columns_work_on_both_paths(postgres_url):
+    from sqlalchemy.dialects.postgresql import JSONB
+
+    def define(name, metadata):
+        return sa.Table(name, metadata, sa.Column("seq", sa.BigInteger, primary_key=True),
+                        sa.Column("payload", JSONB, nullable=True), sa.Column("tags", sa.JSON, nullable=True))
+
+    def mapper(ts, subject, transition):
+        return {"seq": ts, "payload": {"user": subject.user_id, "note": subject.note},
+                "tags": [transition.trigger, ts]}
+
+    assert DbSinkFactory(postgres_url).use_copy is True
+    helper = Tables(postgres_url)
+    try:
+        results = []
+        for copy in (True, False):
+            name = helper.create(define)
+            write(DbSinkFactory(postgres_url, copy=copy).create(name, mapper, batch_size=7), make_events(30))
+            results.append(helper.rows(name, "seq, payload, tags"))
+        assert results[0] == results[1]
+        assert results[0][3] == (3, {"user": 3, "note": NOTES[3]}, ["login", 3])
+    finally:
+        helper.drop_all()
+
+
+def test_rows_with_different_keys_are_all_inserted(tables):
+    name = tables.create()
+
+    def mapper(ts, subject, transition):
+        row = account_row(ts, subject, transition)
+        if ts % 3 == 0:
+            del row["note"]  # column left to its default (NULL)
+            row["source"] = "odd"
+        return row
+
+    write(DbSinkFactory(tables.url).create(name, mapper, batch_size=10), make_events(50))
+    rows = tables.rows(name, "seq, note, source")
+    assert len(rows) == 50
+    assert all(r[1] is None and r[2] == "odd" for r in rows if r[0] % 3 == 0)
+    assert all(r[2] == "doge" for r in rows if r[0] % 3)
+
+
+# ---------------------------------------------------------------------------- errors at create
+
+
+def test_missing_table_is_a_value_error_naming_it(db_url):
+    factory = DbSinkFactory(db_url)
+    with pytest.raises(ValueError, match="Table doge_no_such_table does not exist") as info:
+        factory.create("doge_no_such_table", account_row)
+    assert isinstance(info.value, ModelError)
+
+
+@pytest.mark.parametrize("scheme", ["postgresql+psycopg", "mysql+pymysql"])
+def test_unreachable_database_names_the_url_with_password_masked(scheme):
+    url = f"{scheme}://someone:s3cret-pw@127.0.0.1:{free_port()}/test"
+    factory = DbSinkFactory(url, connect_timeout=2)
+    with pytest.raises(ConnectionError) as info:
+        factory.create("events", account_row)
+    message = str(info.value)
+    assert f"{scheme}://someone:***@127.0.0.1:" in message
+    assert "s3cret-pw" not in message
+    assert "s3cret-pw" not in repr(factory)
+
+
+def test_bad_arguments_are_model_errors(tmp_path):
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    with pytest.raises(ModelError, match="copy=True needs PostgreSQL"):
+        DbSinkFactory(url, copy=True)
+    with pytest.raises(ModelError, match="copy must be"):
+        DbSinkFactory(url, copy="yes")
+    with pytest.raises(ModelError, match="not a valid SQLAlchemy database URL"):
+        DbSinkFactory("not a url")
+    factory = DbSinkFactory(url)
+    with pytest.raises(ModelError, match="batch_size"):
+        factory.create("t", account_row, batch_size=0)
+    with pytest.raises(ModelError, match="callable"):
+        factory.create("t", "not a function")
+
+
+# ---------------------------------------------------------------------------- errors while writing
+
+
+def test_unknown_column_is_reported_on_the_first_row(tables):
+    name = tables.create()
+    sink = DbSinkFactory(tables.url).create(name, lambda ts, s, t: {"seq": ts, "colour": "red", "user_id": 1})
+    with pytest.raises(ModelError, match=r"\['colour'\].*" + name):
+        sink.collect(1, None, LOGIN)
+    sink.close()
+    assert tables.count(name) == 0
+
+
+def test_a_mapper_error_propagates(tables):
+    name = tables.create()
+
+    def broken(ts, subject, transition):
+        raise KeyError("no such attribute")
+
+    sink = DbSinkFactory(tables.url).create(name, broken)
+    with pytest.raises(KeyError, match="no such attribute"):
+        sink.collect(1, None, LOGIN)
+    sink.close()
+
+
+def _failing_batch_case(url: str, helper: Tables, copy: bool | str = "auto") -> None:
+    name = helper.create()
+    events = make_events(45)
+    events[27] = (21, *events[27][1:])  # primary key 21 again: the third batch (rows 20..29) must fail
+    sink = DbSinkFactory(url, copy=copy).create(name, account_row, batch_size=10)
+    with pytest.raises(SinkError) as info:
+        for ts, subject, transition in events:
+            sink.collect(ts, subject, transition)
+    error = info.value
+    assert (error.delivered, error.failed) == (20, 10)
+    assert "20 rows inserted, 10 failed" in str(error) and "rolled back" in str(error)
+    assert error.sink == f"db:{name}"
+    assert sink.stats() == {"delivered": 20, "failed": 10}
+    sink.close()  # nothing pending: the failed batch is not retried
+    sink.close()
+    assert [r[0] for r in helper.rows(name)] == list(range(20))  # earlier batches committed, none of batch 3
+    assert pickle.loads(pickle.dumps(error)).failed == 10
+
+
+def test_a_failing_batch_is_rolled_back_whole_and_reported(tables):
+    _failing_batch_case(tables.url, tables)
+
+
+def test_a_failing_copy_batch_is_rolled_back_whole(postgres_url):
+    helper = Tables(postgres_url)
+    try:
+        _failing_batch_case(postgres_url, helper, copy=True)
+    finally:
+        helper.drop_all()
+
+
+def test_a_failing_last_batch_is_reported_by_close(tables):
+    name = tables.create()
+    sink = DbSinkFactory(tables.url).create(name, account_row, batch_size=100)
+    events = make_events(15)
+    events[14] = (3, *events[14][1:])  # duplicate key in the only (final) batch
+    for ts, subject, transition in events:
+        sink.collect(ts, subject, transition)
+    with pytest.raises(SinkError, match="0 rows inserted, 15 failed"):
+        sink.close()
+    sink.close()  # idempotent: nothing more to report
+    assert tables.count(name) == 0
+    assert sink.stats() == {"delivered": 0, "failed": 15}
+
+
+# ---------------------------------------------------------------------------- pickling
+
+
+def test_pickle_round_trip_before_and_after_use(tables):
+    name = tables.create()
+    factory = DbSinkFactory(tables.url, pool_pre_ping=True)
+    sink = factory.create(name, account_row, batch_size=8)
+    assert factory._engine is None  # create() checked the table and let go of its connection
+
+    clone = pickle.loads(pickle.dumps(sink))  # before use (how sinks travel to workers)
+    assert isinstance(clone, DbSink) and clone.factory is not factory
+    assert (clone.name, clone.batch_size, clone.columns) == (sink.name, sink.batch_size, sink.columns)
+    write(clone, make_events(20))
+
+    for ts, subject, transition in make_events(20, start=20):
+        sink.collect(ts, subject, transition)  # mid-use: an engine is live and rows are pending
+    assert factory._engine is not None
+    copy_of_factory = pickle.loads(pickle.dumps(factory))
+    assert copy_of_factory._engine is None and copy_of_factory.engine_options == {"pool_pre_ping": True}
+    mid = pickle.loads(pickle.dumps(sink))
+    assert mid.stats() == {"delivered": 0, "failed": 0}  # pending rows and counts stay with the original
+    sink.close()
+    assert sink.stats() == {"delivered": 20, "failed": 0}
+
+    write(mid, make_events(10, start=40))  # a copy made mid-use writes on its own engine
+    again = pickle.loads(pickle.dumps(sink))  # after use
+    write(again, make_events(5, start=50))
+    assert [r[0] for r in tables.rows(name)] == list(range(55))
+
+
+# ---------------------------------------------------------------------------- the banking example
+
+
+def test_banking_example_into_postgres_and_json_lines(postgres_url, tmp_path):
+    doge_dist = pytest.importorskip("doge_dist")
+    try:
+        doge_dist.DataOnlineGenerator  # noqa: B018
+        banking = pytest.importorskip("examples.banking")
+    except (AttributeError, ImportError):
+        pytest.skip("the engine is not available")
+    from doge_dist import DataOnlineGenerator, JsonLinesSink
+
+    table = f"doge_banking_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(banking.EVENTS_TABLE_DDL.format(table=table)))
+    try:
+        db_sink = DbSinkFactory(postgres_url).create(table, banking.row_mapper, batch_size=500)
+        jsonl = JsonLinesSink(tmp_path / "out" / "banking-{shard}.jsonl")
+        sinks = [db_sink, jsonl]
+        gen = DataOnlineGenerator(["offline", "online", "loan_screen"], "offline", banking.UserFactory(),
+                                  200, 60000, 2000, seed=11)
+        gen.add_transition("income", "offline", "offline", 0.01,
+                           action_callback=banking.income_callback, event_sinks=sinks)
+        gen.add_transition("spending", "offline", "offline", 0.1,
+                           action_callback=banking.spending_callback, event_sinks=sinks)
+        gen.add_transition("login", "offline", "online", 0.1, event_sinks=sinks)
+        gen.add_transition("logout", "online", "offline", 70, event_sinks=sinks)
+        gen.add_transition("open_loan_screen", "online", "loan_screen", 30, event_sinks=sinks)
+        gen.add_transition("close_loan_screen", "loan_screen", "online", 40, event_sinks=sinks)
+        gen.add_transition("take_loan", "loan_screen", "online", 10,
+                           action_callback=banking.take_loan_callback, event_sinks=sinks)
+        result = gen.start()
+
+        assert result.total_events > 0
+        assert result.events_by_sink[db_sink.name] == result.total_events
+        assert result.events_by_sink[jsonl.name] == result.total_events
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(f"SELECT timestamp, user_id, event FROM {table} "
+                                        "ORDER BY timestamp, user_id, event")).all()
+        lines = (tmp_path / "out" / "banking-0.jsonl").read_text().splitlines()
+        assert len(rows) == len(lines) == result.total_events
+        assert db_sink.stats() == {"delivered": result.total_events, "failed": 0}
+        from_file = sorted((r["timestamp"], r["user_id"], r["trigger"]) for r in map(json.loads, lines))
+        assert [tuple(r) for r in rows] == from_file
+        by_trigger: dict[str, int] = {}
+        for _, _, trigger in from_file:
+            by_trigger[trigger] = by_trigger.get(trigger, 0) + 1
+        assert by_trigger == {k: v for k, v in result.events_by_trigger.items() if v}
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+        engine.dispose()

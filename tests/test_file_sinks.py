@@ -1,0 +1,246 @@
+"""JsonLinesSink and CsvSink: content, gzip, {shard} paths, pickling, errors."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import gzip
+import json
+import pickle
+import subprocess
+import sys
+from decimal import Decimal
+
+import pytest
+
+from doge_dist import ModelError, Transition
+from doge_dist._context import ShardInfo, shard_scope
+from doge_dist.sinks._files import CsvSink, JsonLinesSink, default_row
+
+LOGIN = Transition("login", "offline", "online", 0.1)
+SPEND = Transition("spending", "offline", "offline", 0.1)
+
+
+@dataclasses.dataclass(slots=True)
+class User:  # like examples/banking.py's User
+    user_id: int
+    balance: int
+    loan_balance: int
+    last_payment: int
+
+
+@dataclasses.dataclass
+class Plain:
+    name: str
+    trigger: str  # shadows an event field: the event's value wins
+
+
+class Slotted:
+    __slots__ = ("a", "b")
+
+    def __init__(self) -> None:
+        self.a, self.b = 1, "two"
+
+
+def events(n: int = 50):
+    return [(i * 60_000, User(i % 7, 1000 - i, 10 * i, i % 3), LOGIN if i % 2 else SPEND) for i in range(n)]
+
+
+def expected_dicts(evs):
+    return [{"timestamp": ts, "trigger": t.trigger, "from_state": t.from_state, "to_state": t.to_state,
+             **dataclasses.asdict(u)} for ts, u, t in evs]
+
+
+def feed(sink, evs) -> None:
+    for ts, subject, transition in evs:
+        sink.collect(ts, subject, transition)
+    sink.close()
+
+
+# ---------------------------------------------------------------------------- default row
+
+
+def test_default_row_for_each_kind_of_subject():
+    base = {"timestamp": 5, "trigger": "login", "from_state": "offline", "to_state": "online"}
+    assert default_row(5, User(1, 2, 3, 4), LOGIN) == {**base, "user_id": 1, "balance": 2, "loan_balance": 3,
+                                                       "last_payment": 4}
+    assert default_row(5, Plain("x", "bogus"), LOGIN) == {**base, "name": "x"} | {"trigger": "login"}
+    assert default_row(5, Slotted(), LOGIN) == {**base, "a": 1, "b": "two"}
+    assert default_row(5, {"k": 1}, LOGIN) == {**base, "k": 1}
+    assert default_row(5, 42, LOGIN) == {**base, "subject": 42}
+    assert list(default_row(5, User(1, 2, 3, 4), LOGIN))[:4] == list(base)
+
+
+# ---------------------------------------------------------------------------- JSON Lines
+
+
+def test_json_lines_round_trip_with_the_default_mapper(tmp_path):
+    path = tmp_path / "deep" / "dir" / "events.jsonl"  # parent directories are created
+    sink = JsonLinesSink(path)
+    evs = events()
+    feed(sink, evs)
+    assert sink.name == f"jsonl:{path}"
+    assert sink.stats() == {"delivered": len(evs)}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == expected_dicts(evs)
+
+
+def test_json_lines_with_a_mapper_and_unusual_values(tmp_path):
+    @dataclasses.dataclass
+    class Address:
+        city: str
+
+    def mapper(ts, subject, transition):
+        return {"ts": ts, "when": dt.datetime(2024, 1, 2, 3, 4, 5), "amount": Decimal("1.10"),
+                "address": Address("Zürich"), "tags": {"x"}, "text": 'quote " and\nnewline'}
+
+    path = tmp_path / "mapped.jsonl"
+    feed(JsonLinesSink(path, mapper), events(3))
+    first = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
+    assert first == {"ts": 0, "when": "2024-01-02T03:04:05", "amount": "1.10", "address": {"city": "Zürich"},
+                     "tags": ["x"], "text": 'quote " and\nnewline'}
+
+
+def test_json_lines_unencodable_value_is_a_clear_error(tmp_path):
+    sink = JsonLinesSink(tmp_path / "x.jsonl", lambda ts, s, t: {"obj": object()})
+    with pytest.raises(TypeError, match="cannot encode a value of type object.*mapper"):
+        sink.collect(1, None, LOGIN)
+    sink.close()
+
+
+@pytest.mark.parametrize("how", ["suffix", "option"])
+def test_json_lines_gzip(tmp_path, how):
+    path = tmp_path / ("events.jsonl.gz" if how == "suffix" else "events.jsonl")
+    sink = JsonLinesSink(path, compress="gzip") if how == "option" else JsonLinesSink(path)
+    evs = events(500)
+    feed(sink, evs)
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        assert [json.loads(line) for line in fh] == expected_dicts(evs)
+
+
+def test_empty_file_exists_after_close_and_close_is_idempotent(tmp_path):
+    sink = JsonLinesSink(tmp_path / "sub" / "empty-{shard}.jsonl")
+    sink.close()
+    sink.close()
+    assert (tmp_path / "sub" / "empty-0.jsonl").read_text() == ""
+    gz = JsonLinesSink(tmp_path / "empty.jsonl.gz")
+    gz.close()
+    assert gzip.open(tmp_path / "empty.jsonl.gz").read() == b""
+
+
+def test_shard_template_gives_each_shard_its_own_file(tmp_path):
+    template = tmp_path / "events-{shard}.jsonl"
+    evs = events(30)
+    for index in range(3):
+        sink = pickle.loads(pickle.dumps(JsonLinesSink(template)))  # as shipped to a worker
+        with shard_scope(ShardInfo(index=index, count=3, start=index * 10, stop=index * 10 + 10)):
+            feed(sink, evs[index * 10:index * 10 + 10])
+        assert sink.name == f"jsonl:{template}"  # one name for all shards
+    for index in range(3):
+        lines = (tmp_path / f"events-{index}.jsonl").read_text().splitlines()
+        assert [json.loads(x) for x in lines] == expected_dicts(evs[index * 10:index * 10 + 10])
+
+
+def test_shard_template_with_a_format_spec(tmp_path):
+    sink = CsvSink(tmp_path / "part-{shard:03d}.csv.gz")
+    with shard_scope(ShardInfo(index=7, count=12)):
+        feed(sink, events(2))
+        assert sink.resolved_path() == str(tmp_path / "part-007.csv.gz")
+    assert len(gzip.open(tmp_path / "part-007.csv.gz", "rt").read().splitlines()) == 3
+
+
+@pytest.mark.parametrize("cls", [JsonLinesSink, CsvSink])
+def test_several_shards_without_placeholder_is_refused(tmp_path, cls):
+    sink = cls(tmp_path / "events.out")
+    with shard_scope(ShardInfo(index=1, count=2)):
+        with pytest.raises(ModelError, match=r"no \{shard\} placeholder.*2 shards.*add \{shard\}") as info:
+            sink.collect(1, User(1, 2, 3, 4), LOGIN)
+        assert "events-{shard}.out" in str(info.value)
+        with pytest.raises(ModelError, match="add {shard}"):
+            sink.close()  # nothing written: opening at close is refused the same way
+    assert not (tmp_path / "events.out").exists()
+
+
+def test_pickle_round_trip_before_and_after_use(tmp_path):
+    sink = JsonLinesSink(tmp_path / "a.jsonl", compress="gzip")
+    clone = pickle.loads(pickle.dumps(sink))
+    assert (clone.path, clone.compress, clone.name) == (sink.path, "gzip", sink.name)
+    sink.collect(1, User(1, 2, 3, 4), LOGIN)  # file now open: pickling must drop it
+    mid = pickle.loads(pickle.dumps(sink))
+    assert mid.stats() == {"delivered": 0}
+    sink.close()
+    after = pickle.loads(pickle.dumps(sink))
+    feed(after, events(2))
+    assert len(gzip.open(tmp_path / "a.jsonl", "rt").read().splitlines()) == 2
+
+
+def test_collect_after_close_appends_instead_of_truncating(tmp_path):
+    sink = JsonLinesSink(tmp_path / "runs.jsonl")
+    feed(sink, events(3))
+    feed(sink, events(2))  # e.g. a second start() in the same process
+    assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 5
+    assert sink.stats() == {"delivered": 5}
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ModelError, match="compress"):
+        JsonLinesSink(tmp_path / "x.jsonl", compress="zip")
+    with pytest.raises(ModelError, match="callable"):
+        JsonLinesSink(tmp_path / "x.jsonl", mapper="nope")
+    with pytest.raises(ModelError, match="empty"):
+        CsvSink("")
+    with pytest.raises(ModelError, match="duplicates"):
+        CsvSink(tmp_path / "x.csv", fieldnames=["a", "a"])
+
+
+# ---------------------------------------------------------------------------- CSV
+
+
+def test_csv_round_trip_with_the_default_mapper(tmp_path):
+    path = tmp_path / "events.csv"
+    sink = CsvSink(path)
+    evs = events()
+    feed(sink, evs)
+    assert sink.name == f"csv:{path}" and sink.stats() == {"delivered": len(evs)}
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows == [{k: str(v) for k, v in d.items()} for d in expected_dicts(evs)]
+
+
+def test_csv_fieldnames_missing_and_extra_keys(tmp_path):
+    path = tmp_path / "fixed.csv.gz"
+    sink = CsvSink(path, lambda ts, s, t: {"ts": ts, "text": 'a,"b"\nc'} if ts else {"ts": ts},
+                   fieldnames=["ts", "text", "unused"])
+    sink.collect(1, None, LOGIN)
+    sink.collect(0, None, LOGIN)  # missing keys: empty cells
+    with pytest.raises(ModelError, match=r"\['other'\].*fieldnames"):
+        sink.mapper = lambda ts, s, t: {"ts": ts, "other": 1}
+        sink.collect(2, None, LOGIN)
+    sink.close()
+    with gzip.open(path, "rt", newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    assert rows == [["ts", "text", "unused"], ["1", 'a,"b"\nc', ""], ["0", "", ""]]
+
+
+def test_csv_header_only_once_when_appending_and_header_for_empty_file_with_fieldnames(tmp_path):
+    sink = CsvSink(tmp_path / "e.csv")
+    feed(sink, events(2))
+    feed(sink, events(2))
+    lines = (tmp_path / "e.csv").read_text().splitlines()
+    assert len(lines) == 5 and lines[0].startswith("timestamp,trigger")
+    empty = CsvSink(tmp_path / "h.csv", fieldnames=("a", "b"))
+    empty.close()
+    assert (tmp_path / "h.csv").read_text().splitlines() == ["a,b"]
+
+
+# ---------------------------------------------------------------------------- imports
+
+
+def test_importing_the_sinks_does_not_import_heavy_clients():
+    code = ("import sys, doge_dist, doge_dist.sinks._files, doge_dist.sinks._db; "
+            "print(sorted(m for m in ('sqlalchemy', 'confluent_kafka', 'fastavro', 'psycopg') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         check=True)
+    assert out.stdout.strip() == "[]"
