@@ -30,15 +30,40 @@ class SimulationError(RuntimeError):
         self.trigger = trigger
         self.shard = shard
 
-    def __reduce__(self):  # keep attributes across pickling (Ray ships errors back to the driver)
+    def __reduce__(self):  # keep attributes and the cause across pickling (Ray ships errors to the driver)
         return (
             _rebuild_simulation_error,
-            (self.args[0], self.tick, self.subject_index, self.trigger, self.shard),
+            (type(self), self.args[0], self.tick, self.subject_index, self.trigger, self.shard,
+             _portable_cause(self.__cause__), getattr(self, "__notes__", None)),
         )
 
 
-def _rebuild_simulation_error(message, tick, subject_index, trigger, shard) -> SimulationError:
-    return SimulationError(message, tick=tick, subject_index=subject_index, trigger=trigger, shard=shard)
+def _portable_cause(cause: BaseException | None) -> BaseException | None:
+    """The cause itself if it pickles, else a RuntimeError carrying its repr and traceback."""
+    if cause is None:
+        return None
+    import pickle
+    import traceback
+
+    text = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
+    try:
+        pickle.dumps(cause)
+        portable = cause
+    except Exception:  # noqa: BLE001 - any unpicklable cause is replaced
+        portable = RuntimeError(repr(cause))
+    if hasattr(portable, "add_note") and "Original traceback" not in "".join(
+            getattr(portable, "__notes__", []) or []):
+        portable.add_note("Original traceback (in the worker):\n" + text.rstrip())
+    return portable
+
+
+def _rebuild_simulation_error(cls, message, tick, subject_index, trigger, shard, cause=None,
+                              notes=None) -> SimulationError:
+    err = cls(message, tick=tick, subject_index=subject_index, trigger=trigger, shard=shard)
+    err.__cause__ = cause
+    for note in notes or ():
+        err.add_note(note)
+    return err
 
 
 class SinkError(RuntimeError):

@@ -154,10 +154,12 @@ class DataOnlineGenerator(Generic[Subject]):
         speed: float = 1.0,
         progress: Callable[[Progress], None] | None = None,
         stop_event: threading.Event | None = None,
+        backend: str | None = None,
     ) -> RunResult:
         """Run the simulation and close every sink once; return counts and timings.
 
-        ``workers >= 2`` shards the population over Ray actors that tick in lockstep windows.
+        ``workers >= 2`` (or ``backend="ray"``, or a ``ray_address``) shards the population over
+        Ray actors that tick in lockstep windows; otherwise everything runs in this process.
         """
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ModelError(f"workers must be an integer >= 1, got {workers!r}")
@@ -173,7 +175,12 @@ class DataOnlineGenerator(Generic[Subject]):
 
         plan = RunPlan.build(self, workers=workers, window=window, realtime=realtime, speed=speed,
                              progress=progress, stop_events=stops)
-        if workers == 1 and ray_address is None:
+        if backend not in (None, "local", "ray"):
+            raise ModelError(f"backend must be 'local' or 'ray', got {backend!r}")
+        if backend == "local" and workers > 1:
+            raise ModelError("backend='local' runs one shard; use workers=1 or backend='ray'")
+        use_ray = backend == "ray" or (backend is None and (workers > 1 or ray_address is not None))
+        if not use_ray:
             from ._local import run_local
 
             return run_local(self, plan)

@@ -1,0 +1,220 @@
+"""The Ray backend: one actor per shard, driven window by window in lockstep.
+
+The actors run the same ShardWorker as the in-process backend; this module only moves plain data
+(window bounds in, counts out) and turns Ray's failures into errors that name the shard.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from ._errors import SimulationError
+from ._result import RunResult, ShardResult
+from ._runner import RunPlan, WindowReport, drive
+from ._shard import ShardWorker
+
+if TYPE_CHECKING:
+    from ._generator import DataOnlineGenerator
+
+__all__ = ["RayBackend", "run_ray", "ShardActorError"]
+
+LOGGER = logging.getLogger("doge_dist")
+
+ACTOR_START_TIMEOUT_S = 120.0
+FINISH_TIMEOUT_S = 600.0
+POLL_S = 0.5
+
+
+class ShardActorError(SimulationError):
+    """A shard's actor process died or could not be started."""
+
+
+def _actor_class():
+    import ray
+
+    class ShardActor:
+        """Hosts one ShardWorker in its own process."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.worker = ShardWorker(*args, **kwargs)
+
+        def pid(self) -> int:
+            return os.getpid()
+
+        def begin(self) -> float:
+            return self.worker.begin()
+
+        def run_window(self, t0: int, t1: int) -> WindowReport:
+            return self.worker.run_window(t0, t1)
+
+        def finish(self, ticks_done: int) -> tuple[ShardResult, list[BaseException]]:
+            return self.worker.finish(ticks_done)
+
+    return ray.remote(max_restarts=0, max_task_retries=0)(ShardActor)
+
+
+class RayBackend:
+    """Starts one actor per shard and drives them; closes every shard's sinks even on failure."""
+
+    def __init__(self, gen: DataOnlineGenerator, plan: RunPlan) -> None:
+        import ray
+
+        self.ray = ray
+        self.plan = plan
+        count = len(plan.shards)
+        total_cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        cpus = 1.0 if count <= total_cpus else max(total_cpus / count, 0.01)
+        actor_cls = _actor_class().options(num_cpus=cpus)
+        reseed = gen.reseed_python_random and gen.seed is not None
+        model_ref = ray.put(plan.model)
+        factory_ref = ray.put(gen.subject_factory)
+        self.actors = [
+            actor_cls.remote(model_ref, factory_ref, shard, count, start, stop, run_key=plan.run_key,
+                             tick_ms=gen.tick_ms, timestamp_start=gen.timestamp_start,
+                             reseed_python_random=reseed)
+            for shard, (start, stop) in enumerate(plan.shards)
+        ]
+        self.alive = [True] * count
+        self.pids: list[int] = []
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _describe(self, shard: int) -> str:
+        start, stop = self.plan.shards[shard]
+        return f"shard {shard} (subjects {start}..{stop - 1})"
+
+    def _gather(self, refs: list[Any], what: str, timeout: float | None) -> list[Any]:
+        """Wait for one call per shard; on the first failure wait for the rest, then raise."""
+        ray = self.ray
+        index = {ref: shard for shard, ref in enumerate(refs)}
+        results: list[Any] = [None] * len(refs)
+        pending = list(refs)
+        failure: BaseException | None = None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while pending:
+            if deadline is not None and time.monotonic() > deadline:
+                stuck = ", ".join(self._describe(index[r]) for r in pending)
+                raise ShardActorError(f"{what}: no answer from {stuck} within {timeout:.0f} s")
+            ready, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
+            for ref in ready:
+                shard = index[ref]
+                try:
+                    results[shard] = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - translated below
+                    error = self._translate(shard, what, exc)
+                    if failure is None:
+                        failure = error
+        if failure is not None:
+            raise failure
+        return results
+
+    def _translate(self, shard: int, what: str, exc: BaseException) -> BaseException:
+        from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+        if isinstance(exc, RayTaskError):
+            cause = exc.as_instanceof_cause() if hasattr(exc, "as_instanceof_cause") else exc
+            original = getattr(exc, "cause", None) or cause
+            if isinstance(original, SimulationError):
+                original.shard = shard
+                return original
+            return SimulationError(f"{self._describe(shard)} failed during {what}: {original!r}",
+                                   shard=shard).with_traceback(None)
+        if isinstance(exc, RayActorError):
+            self.alive[shard] = False
+            err = ShardActorError(
+                f"{self._describe(shard)}: its Ray actor process died during {what} "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}); "
+                "the run is stopped", shard=shard)
+            err.__cause__ = exc
+            return err
+        if isinstance(exc, GetTimeoutError):
+            return ShardActorError(f"{self._describe(shard)}: timed out during {what}", shard=shard)
+        err = SimulationError(f"{self._describe(shard)} failed during {what}: {exc!r}", shard=shard)
+        err.__cause__ = exc
+        return err
+
+    # -- Backend -----------------------------------------------------------------------------
+
+    def begin(self) -> None:
+        self._gather([a.begin.remote() for a in self.actors], "subject creation", ACTOR_START_TIMEOUT_S
+                     + 60.0 * max(1, self.plan.shards[-1][1] // 10_000_000))
+
+    def run_window(self, t0: int, t1: int) -> list[WindowReport]:
+        return self._gather([a.run_window.remote(t0, t1) for a in self.actors],
+                            f"window {t0}..{t1 - 1}", None)
+
+    def finish(self, ticks_done: int) -> list[ShardResult]:
+        ray = self.ray
+        live = [shard for shard, ok in enumerate(self.alive) if ok]
+        refs = [self.actors[shard].finish.remote(ticks_done) for shard in live]
+        results: list[ShardResult] = []
+        errors: list[BaseException] = []
+        try:
+            for shard, outcome in zip(live, self._gather_all(refs, live)):
+                if isinstance(outcome, BaseException):
+                    errors.append(outcome)
+                    continue
+                result, close_errors = outcome
+                results.append(result)
+                errors.extend(close_errors)
+        finally:
+            for actor in self.actors:
+                try:
+                    ray.kill(actor, no_restart=True)
+                except Exception:  # noqa: BLE001 - already gone
+                    pass
+        dead = [self._describe(s) for s, ok in enumerate(self.alive) if not ok]
+        if dead and not errors:
+            errors.append(ShardActorError(f"{', '.join(dead)} died; their sinks could not be closed"))
+        if errors:
+            first = errors[0]
+            for extra in errors[1:]:
+                if hasattr(first, "add_note"):
+                    first.add_note(f"another shard failed to close: {extra!r}")
+            raise first
+        return sorted(results, key=lambda r: r.shard)
+
+    def _gather_all(self, refs: list[Any], shards: list[int]) -> list[Any]:
+        """Like _gather, but keeps going after failures and returns exceptions in place."""
+        ray = self.ray
+        out: list[Any] = []
+        deadline = time.monotonic() + FINISH_TIMEOUT_S
+        for shard, ref in zip(shards, refs):
+            try:
+                out.append(ray.get(ref, timeout=max(1.0, deadline - time.monotonic())))
+            except Exception as exc:  # noqa: BLE001
+                out.append(self._translate(shard, "closing sinks", exc))
+        return out
+
+
+def _connect(ray_address: str | None) -> bool:
+    """Make sure Ray is initialised; return True when this run started it (and must shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = ray_address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return False
+    paths = [p for p in sys.path if p and os.path.isdir(p)]
+    cwd = os.getcwd()
+    ray.init(include_dashboard=False, log_to_driver=True,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([cwd, *paths])}})
+    return True
+
+
+def run_ray(gen: DataOnlineGenerator, plan: RunPlan, *, ray_address: str | None = None) -> RunResult:
+    """Run the plan's shards as Ray actors (connecting to or starting Ray as needed)."""
+    started_here = _connect(ray_address)
+    try:
+        return drive(gen, plan, RayBackend(gen, plan))
+    finally:
+        if started_here:
+            import ray
+
+            ray.shutdown()
