@@ -17,11 +17,12 @@ import numpy as np
 from . import rand as _doge_rand
 from ._compiled import CompiledModel, factory_takes_index
 from ._errors import SimulationError
-from ._keyed import GOLDEN, mix64, subject_keys, to_unit, to_unit_open
+from ._keyed import GOLDEN, mix64, mix64_int, subject_keys, to_unit, to_unit_open
 
 __all__ = ["ShardEngine", "NEVER"]
 
 NEVER = np.int64(2**62)
+FACTORY_BLOCK = 1024
 _DELAY_SALT = np.uint64(0xA0761D6478BD642F)
 _FACTORY_SALT = 0xE7037ED1A0B428DB
 
@@ -77,32 +78,41 @@ class ShardEngine:
         return reseed
 
     def create_subjects(self) -> None:
-        """Call the factory once per subject, in global index order, and draw first action ticks."""
+        """Call the factory once per subject, in global index order, and draw first action ticks.
+
+        Randomness for the factory is keyed per block of FACTORY_BLOCK global indices, so a shard
+        that starts inside a block replays the block's earlier subjects (and discards them).
+        """
         factory, start, stop = self.factory, self.start, self.stop
-        reseed = self._reseed
         takes_index = factory_takes_index(factory)
-        if not takes_index and start > 0:
-            self._advance_factory(start)
+        first_block = start // FACTORY_BLOCK
+        replay_from = first_block * FACTORY_BLOCK
+        if not takes_index and replay_from > 0:
+            self._advance_factory(replay_from)
         create = factory.create
-        factory_keys = (self.keys ^ np.uint64(_FACTORY_SALT)).tolist()
+        reseed = self._reseed
         subjects = self.subjects
-        index = start
+        index = replay_from
         try:
-            if takes_index:
-                for index, key in zip(range(start, stop), factory_keys):
-                    reseed(key)
-                    subjects.append(create(index))
-            else:
-                for index, key in zip(range(start, stop), factory_keys):  # noqa: B007 - used on error
-                    reseed(key)
-                    subjects.append(create())
+            for block in range(first_block, -(-stop // FACTORY_BLOCK)):
+                reseed(self._factory_key(block))
+                lo = block * FACTORY_BLOCK
+                hi = min(lo + FACTORY_BLOCK, stop)
+                if takes_index:
+                    made = [create(index) for index in range(lo, hi)]
+                else:
+                    made = [create() for index in range(lo, hi)]
+                subjects.extend(made[start - lo:] if lo < start else made)
         except Exception as exc:
             raise SimulationError(
-                f"subject factory {type(factory).__name__}.create failed for subject {index}: {exc!r}",
+                f"subject factory {type(factory).__name__}.create failed near subject {index}: {exc!r}",
                 subject_index=index, shard=self.shard,
             ) from exc
         local = np.arange(stop - start)
         self.next_tick[:] = self._draw_next(-1, local, self.state)
+
+    def _factory_key(self, block: int) -> int:
+        return mix64_int(self.run_key ^ _FACTORY_SALT ^ ((block + 1) * GOLDEN))
 
     def _advance_factory(self, count: int) -> None:
         """Bring a zero-argument factory to the state it would have after ``count`` subjects."""
@@ -110,11 +120,11 @@ class ShardEngine:
         if callable(advance):
             advance(count)
             return
-        keys = (subject_keys(self.run_key, 0, count) ^ np.uint64(_FACTORY_SALT)).tolist()
         create, reseed = self.factory.create, self._reseed
-        for key in keys:
-            reseed(key)
-            create()
+        for block in range(count // FACTORY_BLOCK):
+            reseed(self._factory_key(block))
+            for _ in range(FACTORY_BLOCK):
+                create()
 
     # -- randomness --------------------------------------------------------------------------
 

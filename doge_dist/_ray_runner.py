@@ -154,7 +154,7 @@ class RayBackend:
         results: list[ShardResult] = []
         errors: list[BaseException] = []
         try:
-            for shard, outcome in zip(live, self._gather_all(refs, live)):
+            for outcome in self._gather_all(refs, live):
                 if isinstance(outcome, BaseException):
                     errors.append(outcome)
                     continue

@@ -13,7 +13,7 @@ import os
 import random as _random
 
 __all__ = [
-    "KeyedRandom", "random", "randrange", "randint", "choice", "choices", "uniform", "gauss",
+    "KeyedRandom", "rekey", "random", "randrange", "randint", "choice", "choices", "uniform", "gauss",
     "shuffle", "sample", "getrandbits", "expovariate", "normalvariate",
 ]
 
@@ -84,16 +84,71 @@ class KeyedRandom(_random.Random):
 
 
 _inst = KeyedRandom()
-rekey = _inst.rekey
-random = _inst.random
-randrange = _inst.randrange
-randint = _inst.randint
-choice = _inst.choice
-choices = _inst.choices
-uniform = _inst.uniform
-gauss = _inst.gauss
-normalvariate = _inst.normalvariate
-expovariate = _inst.expovariate
-shuffle = _inst.shuffle
-sample = _inst.sample
-getrandbits = _inst.getrandbits
+
+
+# Module-level functions (not bound methods), so that a callback pickled by value into a Ray
+# worker still reaches that worker's generator, which the engine keys before each callback.
+def rekey(key: int) -> None:
+    """Restart this process's keyed stream (the engine calls this before each callback)."""
+    _inst._key = key
+    _inst._ctr = 0
+
+
+def random() -> float:
+    """A float in [0, 1)."""
+    return _inst.random()
+
+
+def randrange(start: int, stop: int | None = None, step: int = 1) -> int:
+    """Like ``random.randrange``."""
+    return _inst.randrange(start, stop, step)
+
+
+def randint(a: int, b: int) -> int:
+    """Like ``random.randint`` (both ends included)."""
+    return _inst.randrange(a, b + 1)
+
+
+def choice(seq):
+    """Like ``random.choice``."""
+    return _inst.choice(seq)
+
+
+def choices(population, weights=None, *, cum_weights=None, k: int = 1):
+    """Like ``random.choices``."""
+    return _inst.choices(population, weights, cum_weights=cum_weights, k=k)
+
+
+def uniform(a: float, b: float) -> float:
+    """Like ``random.uniform``."""
+    return _inst.uniform(a, b)
+
+
+def gauss(mu: float = 0.0, sigma: float = 1.0) -> float:
+    """Like ``random.gauss``."""
+    return _inst.gauss(mu, sigma)
+
+
+def normalvariate(mu: float = 0.0, sigma: float = 1.0) -> float:
+    """Like ``random.normalvariate``."""
+    return _inst.normalvariate(mu, sigma)
+
+
+def expovariate(lambd: float = 1.0) -> float:
+    """Like ``random.expovariate``."""
+    return _inst.expovariate(lambd)
+
+
+def shuffle(x) -> None:
+    """Like ``random.shuffle``."""
+    _inst.shuffle(x)
+
+
+def sample(population, k: int, *, counts=None):
+    """Like ``random.sample``."""
+    return _inst.sample(population, k, counts=counts)
+
+
+def getrandbits(k: int) -> int:
+    """Like ``random.getrandbits``."""
+    return _inst.getrandbits(k)

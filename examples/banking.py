@@ -8,8 +8,10 @@ Importable (``build_generator`` returns the generator) and runnable::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from random import randrange
 from typing import Any
@@ -22,6 +24,7 @@ from doge_dist import (
     SubjectFactory,
     Transition,
 )
+from doge_dist import rand as doge_rand
 
 __all__ = ["User", "UserFactory", "build_generator", "create_example_data_online_generator",
            "format_event", "event_record", "key_function", "value_function", "row_mapper",
@@ -39,22 +42,29 @@ class User:
 class UserFactory(SubjectFactory[User]):
     """Numbers users itself, like doge-datagen's example (a zero-argument factory)."""
 
-    def __init__(self) -> None:
+    def __init__(self, draw: Callable[[int, int], int] = randrange) -> None:
         self.current_id = 0
+        self.draw = draw
 
     def create(self) -> User:
-        user = User(self.current_id, randrange(0, 1000), 0, 0)
+        user = User(self.current_id, self.draw(0, 1000), 0, 0)
         self.current_id += 1
         return user
 
+    def advance(self, count: int) -> None:
+        """Optional doge-dist fast path: skip ``count`` users (a shard starting mid-population)."""
+        self.current_id += count
 
-def income_callback(subject: User, transition: Transition) -> bool:
-    subject.balance += randrange(500, 2000)
+
+def income_callback(subject: User, transition: Transition,
+                    draw: Callable[[int, int], int] = randrange) -> bool:
+    subject.balance += draw(500, 2000)
     return True
 
 
-def spending_callback(subject: User, transition: Transition) -> bool:
-    payment = randrange(10, 100)
+def spending_callback(subject: User, transition: Transition,
+                      draw: Callable[[int, int], int] = randrange) -> bool:
+    payment = draw(10, 100)
     if payment > subject.balance:
         return False
     subject.balance -= payment
@@ -161,16 +171,26 @@ def build_generator(sink: str | EventSink | None = "print", subjects: int = 10, 
                     seed: int | None = None, *, tick_ms: int = 60000, timestamp_start: int = 0,
                     path: str | None = None, bootstrap_servers: str | None = None,
                     schema_registry_url: str | None = None, db_url: str | None = None,
-                    topic: str = "doge_events", table: str = "events") -> DataOnlineGenerator:
-    """The banking model with one sink on every transition."""
+                    topic: str = "doge_events", table: str = "events",
+                    fast_random: bool = False) -> DataOnlineGenerator:
+    """The banking model with one sink on every transition.
+
+    ``fast_random`` draws from ``doge_dist.rand`` instead of Python's ``random`` module: just as
+    reproducible with a seed, without reseeding the global generator before every callback.
+    """
     sink = make_sink(sink, path=path, bootstrap_servers=bootstrap_servers,
                      schema_registry_url=schema_registry_url, db_url=db_url, topic=topic, table=table)
-    gen = DataOnlineGenerator(["offline", "online", "loan_screen"], "offline", UserFactory(), subjects,
-                              tick_ms, ticks, timestamp_start, seed=seed)
-    gen.add_transition("income", "offline", "offline", 0.01, action_callback=income_callback,
-                       event_sinks=[sink])
-    gen.add_transition("spending", "offline", "offline", 0.1, action_callback=spending_callback,
-                       event_sinks=[sink])
+    if fast_random:
+        factory = UserFactory(doge_rand.randrange)
+        income = functools.partial(income_callback, draw=doge_rand.randrange)
+        spending = functools.partial(spending_callback, draw=doge_rand.randrange)
+    else:
+        factory, income, spending = UserFactory(), income_callback, spending_callback
+    gen = DataOnlineGenerator(["offline", "online", "loan_screen"], "offline", factory, subjects,
+                              tick_ms, ticks, timestamp_start, seed=seed,
+                              reseed_python_random=not fast_random)
+    gen.add_transition("income", "offline", "offline", 0.01, action_callback=income, event_sinks=[sink])
+    gen.add_transition("spending", "offline", "offline", 0.1, action_callback=spending, event_sinks=[sink])
     gen.add_transition("login", "offline", "online", 0.1, event_sinks=[sink])
     gen.add_transition("logout", "online", "offline", 70, event_sinks=[sink])
     gen.add_transition("open_loan_screen", "online", "loan_screen", 30, event_sinks=[sink])
@@ -194,8 +214,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sink", default="print",
                         choices=["print", "count", "jsonl", "kafka", "kafka-avro", "postgres"])
     parser.add_argument("--path", default=None, help="JSON Lines path (may contain {shard})")
+    parser.add_argument("--fast-random", action="store_true", help="draw from doge_dist.rand")
     args = parser.parse_args(argv)
-    gen = build_generator(args.sink, args.subjects, args.ticks, args.seed, path=args.path)
+    gen = build_generator(args.sink, args.subjects, args.ticks, args.seed, path=args.path,
+                          fast_random=args.fast_random)
     result = gen.start(workers=args.workers)
     print(f"{result.total_events} events in {result.elapsed_s:.2f} s "
           f"({result.events_per_s:,.0f} events/s): {result.events_by_trigger}")
