@@ -299,6 +299,23 @@ def test_a_failing_last_batch_is_reported_by_close(tables):
     assert sink.stats() == {"delivered": 0, "failed": 15}
 
 
+def test_a_relative_sqlite_path_is_relative_to_where_the_factory_was_made(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    helper = Tables("sqlite:///rel.db")
+    try:
+        name = helper.create()
+        factory = DbSinkFactory("sqlite:///rel.db")
+        assert factory.db_url == f"sqlite:///{tmp_path / 'rel.db'}"
+        sink = factory.create(name, account_row)
+        (tmp_path / "elsewhere").mkdir()
+        monkeypatch.chdir(tmp_path / "elsewhere")
+        write(pickle.loads(pickle.dumps(sink)), make_events(5))
+        monkeypatch.chdir(tmp_path)
+        assert helper.count(name) == 5
+    finally:
+        helper.drop_all()
+
+
 # ---------------------------------------------------------------------------- pickling
 
 
@@ -332,14 +349,31 @@ def test_pickle_round_trip_before_and_after_use(tables):
 # ---------------------------------------------------------------------------- the banking example
 
 
-def test_banking_example_into_postgres_and_json_lines(postgres_url, tmp_path):
-    doge_dist = pytest.importorskip("doge_dist")
+def banking_generator(sinks, subjects: int, ticks: int, seed: int):
+    """The banking model of examples/banking.py with several sinks on every transition."""
     try:
-        doge_dist.DataOnlineGenerator  # noqa: B018
-        banking = pytest.importorskip("examples.banking")
-    except (AttributeError, ImportError):
+        from doge_dist import DataOnlineGenerator
+        from examples import banking
+    except ImportError:
         pytest.skip("the engine is not available")
-    from doge_dist import DataOnlineGenerator, JsonLinesSink
+    gen = DataOnlineGenerator(["offline", "online", "loan_screen"], "offline", banking.UserFactory(),
+                              subjects, 60000, ticks, seed=seed)
+    gen.add_transition("income", "offline", "offline", 0.01,
+                       action_callback=banking.income_callback, event_sinks=sinks)
+    gen.add_transition("spending", "offline", "offline", 0.1,
+                       action_callback=banking.spending_callback, event_sinks=sinks)
+    gen.add_transition("login", "offline", "online", 0.1, event_sinks=sinks)
+    gen.add_transition("logout", "online", "offline", 70, event_sinks=sinks)
+    gen.add_transition("open_loan_screen", "online", "loan_screen", 30, event_sinks=sinks)
+    gen.add_transition("close_loan_screen", "loan_screen", "online", 40, event_sinks=sinks)
+    gen.add_transition("take_loan", "loan_screen", "online", 10,
+                       action_callback=banking.take_loan_callback, event_sinks=sinks)
+    return gen
+
+
+def _run_banking_into_postgres_and_json_lines(postgres_url, tmp_path, **start_options) -> None:
+    from doge_dist import JsonLinesSink
+    from examples import banking
 
     table = f"doge_banking_{uuid.uuid4().hex[:12]}"
     engine = sa.create_engine(postgres_url)
@@ -348,37 +382,36 @@ def test_banking_example_into_postgres_and_json_lines(postgres_url, tmp_path):
     try:
         db_sink = DbSinkFactory(postgres_url).create(table, banking.row_mapper, batch_size=500)
         jsonl = JsonLinesSink(tmp_path / "out" / "banking-{shard}.jsonl")
-        sinks = [db_sink, jsonl]
-        gen = DataOnlineGenerator(["offline", "online", "loan_screen"], "offline", banking.UserFactory(),
-                                  200, 60000, 2000, seed=11)
-        gen.add_transition("income", "offline", "offline", 0.01,
-                           action_callback=banking.income_callback, event_sinks=sinks)
-        gen.add_transition("spending", "offline", "offline", 0.1,
-                           action_callback=banking.spending_callback, event_sinks=sinks)
-        gen.add_transition("login", "offline", "online", 0.1, event_sinks=sinks)
-        gen.add_transition("logout", "online", "offline", 70, event_sinks=sinks)
-        gen.add_transition("open_loan_screen", "online", "loan_screen", 30, event_sinks=sinks)
-        gen.add_transition("close_loan_screen", "loan_screen", "online", 40, event_sinks=sinks)
-        gen.add_transition("take_loan", "loan_screen", "online", 10,
-                           action_callback=banking.take_loan_callback, event_sinks=sinks)
-        result = gen.start()
+        result = banking_generator([db_sink, jsonl], 400, 1000, seed=11).start(**start_options)
 
-        assert result.total_events > 0
+        assert result.total_events > 500
         assert result.events_by_sink[db_sink.name] == result.total_events
         assert result.events_by_sink[jsonl.name] == result.total_events
         with engine.connect() as conn:
             rows = conn.execute(sa.text(f"SELECT timestamp, user_id, event FROM {table} "
                                         "ORDER BY timestamp, user_id, event")).all()
-        lines = (tmp_path / "out" / "banking-0.jsonl").read_text().splitlines()
+        files = sorted((tmp_path / "out").glob("banking-*.jsonl"))
+        assert [f.name for f in files] == [f"banking-{i}.jsonl" for i in range(len(result.shards) or 1)]
+        lines = [line for f in files for line in f.read_text().splitlines()]
         assert len(rows) == len(lines) == result.total_events
-        assert db_sink.stats() == {"delivered": result.total_events, "failed": 0}
         from_file = sorted((r["timestamp"], r["user_id"], r["trigger"]) for r in map(json.loads, lines))
         assert [tuple(r) for r in rows] == from_file
         by_trigger: dict[str, int] = {}
         for _, _, trigger in from_file:
             by_trigger[trigger] = by_trigger.get(trigger, 0) + 1
         assert by_trigger == {k: v for k, v in result.events_by_trigger.items() if v}
+        stats = result.sink_stats[db_sink.name]
+        assert (stats["delivered"], stats["failed"]) == (result.total_events, 0)
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
         engine.dispose()
+
+
+def test_banking_example_into_postgres_and_json_lines(postgres_url, tmp_path):
+    _run_banking_into_postgres_and_json_lines(postgres_url, tmp_path)
+
+
+@pytest.mark.ray
+def test_banking_on_two_ray_workers_into_postgres_and_json_lines(postgres_url, tmp_path, ray_session):
+    _run_banking_into_postgres_and_json_lines(postgres_url, tmp_path, workers=2)

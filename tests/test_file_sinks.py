@@ -244,3 +244,15 @@ def test_importing_the_sinks_does_not_import_heavy_clients():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_relative_path_is_relative_to_where_the_sink_was_made(tmp_path, monkeypatch):
+    (tmp_path / "here").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    sink = pickle.loads(pickle.dumps(JsonLinesSink("out/rel-{shard}.jsonl")))
+    assert sink.name == "jsonl:out/rel-{shard}.jsonl"
+    monkeypatch.chdir(tmp_path / "elsewhere")  # e.g. a worker process started in another directory
+    feed(sink, events(3))
+    assert len((tmp_path / "here" / "out" / "rel-0.jsonl").read_text().splitlines()) == 3
+    assert not (tmp_path / "elsewhere" / "out").exists()

@@ -59,6 +59,11 @@ class DbSinkFactory:
         except Exception as exc:
             raise ModelError(f"DbSinkFactory: {_masked(db_url)} is not a valid SQLAlchemy database URL "
                              f"({type(exc).__name__})") from None
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" \
+                and not url.database.startswith("file:") and not os.path.isabs(url.database):
+            # a relative SQLite file means relative to where the factory was made, also in workers
+            url = url.set(database=os.path.abspath(url.database))
+            db_url = url.render_as_string(hide_password=False)
         if copy not in _COPY_CHOICES or isinstance(copy, int) and not isinstance(copy, bool):
             raise ModelError(f"DbSinkFactory: copy must be True, False or 'auto', got {copy!r}")
         self.db_url = db_url

@@ -136,19 +136,17 @@ def _json_default(value: Any) -> Any:
                     "pass mapper= returning JSON-friendly values")
 
 
-def _make_encoder() -> Callable[[Any], str]:
-    """A compact JSON encoder; the C encoder is built once instead of once per call."""
+def _make_encoder() -> Callable[[Any, int], list[str]]:
+    """A compact JSON encoder (ASCII, like ``json.dumps``) built once, returning a list of chunks.
+
+    The C encoder is made once per sink instead of once per ``json.dumps`` call.
+    """
     c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
     if c_make_encoder is None:  # pragma: no cover - interpreters without the C accelerator
-        return json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_json_default).encode
-    c_encode = c_make_encoder(None, _json_default, json.encoder.encode_basestring, None, ":", ",",
-                              False, False, True)
-    join = "".join
-
-    def encode(value: Any) -> str:
-        return join(c_encode(value, 0))
-
-    return encode
+        encode = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
+        return lambda value, _level: [encode(value)]
+    return c_make_encoder(None, _json_default, json.encoder.encode_basestring_ascii, None, ":", ",",
+                          False, False, True)
 
 
 # --------------------------------------------------------------------------- base
@@ -169,6 +167,8 @@ class _FileSink(EventSink):
         if compress not in (None, "gzip"):
             raise ModelError(f"{type(self).__name__}: compress must be None or 'gzip', got {compress!r}")
         self.mapper = mapper
+        # a relative path means relative to where the sink was made, also in worker processes
+        self.base_dir = None if os.path.isabs(self.path) else os.getcwd()
         self.compress = "gzip" if compress == "gzip" or self.path.endswith(".gz") else None
         self.compresslevel = compresslevel
         self.encoding = encoding
@@ -194,6 +194,7 @@ class _FileSink(EventSink):
     def resolved_path(self) -> str:
         """The path for the current shard (``{shard}`` replaced); errors if several shards would share it."""
         shard = current_shard()
+        path = self.path if self.base_dir is None else os.path.join(self.base_dir, self.path)
         if _SHARD_FIELD.search(self.path) is None:
             if shard.count > 1:
                 raise ModelError(
@@ -201,8 +202,8 @@ class _FileSink(EventSink):
                     f"{shard.count} shards; "
                     "two processes must never append to one file: add {shard} to the path, e.g. "
                     f"{_suggest(self.path)!r}")
-            return self.path
-        return _SHARD_FIELD.sub(lambda m: format(shard.index, m.group(1) or ""), self.path)
+            return path
+        return _SHARD_FIELD.sub(lambda m: format(shard.index, m.group(1) or ""), path)
 
     def _open(self) -> IO[str]:
         path = self.resolved_path()
@@ -265,14 +266,15 @@ class JsonLinesSink(_FileSink):
         self._encode = _make_encoder()
 
     def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
-        mapper = self.mapper
-        if mapper is None:  # default_row without one call level: this is the hot path
-            mapper = _ROW_FUNCTIONS.get(type(subject)) or _row_function(subject)
-        row = mapper(timestamp, subject, transition)
+        # the hot path: default_row without one call level, the C encoder called directly
+        mapper = self.mapper or _ROW_FUNCTIONS.get(type(subject)) or _row_function(subject)
         fh = self._fh or self._open()
-        fh.write(self._encode(row))
+        fh.write(_join(self._encode(mapper(timestamp, subject, transition), 0)))
         fh.write("\n")
         self._delivered += 1
+
+
+_join = "".join
 
 
 # --------------------------------------------------------------------------- CSV
@@ -304,8 +306,8 @@ class CsvSink(_FileSink):
     def _reset(self) -> None:
         super()._reset()
         self._writer: Any = None
-        self._fields: list[str] | None = None
-        self._keys: Any = None  # keys view of the first row, for a cheap per-row check
+        self._fields: tuple[str, ...] | None = None
+        self._keys: frozenset[str] = frozenset()  # the columns, to name unknown keys
         self._header_written = False
 
     def _on_open(self, fh: IO[str], appending: bool) -> None:
@@ -315,24 +317,27 @@ class CsvSink(_FileSink):
             self._set_fields(self.fieldnames)
 
     def _set_fields(self, fields: list[str]) -> None:
-        self._fields = fields
-        self._keys = dict.fromkeys(fields).keys()
+        self._fields = tuple(fields)
+        self._keys = frozenset(fields)
         if not self._header_written:
             self._writer.writerow(fields)
             self._header_written = True
 
     def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
-        row = (self.mapper or default_row)(timestamp, subject, transition)
+        row = (self.mapper or _ROW_FUNCTIONS.get(type(subject)) or _row_function(subject))(
+            timestamp, subject, transition)
         if self._fh is None:
             self._open()
         if self._fields is None:
             if not isinstance(row, dict):
                 raise ModelError(f"{self.name}: the mapper must return a dict, got {type(row).__name__}")
             self._set_fields(list(row))
-        if row.keys() != self._keys:
+        if tuple(row) == self._fields:  # the usual case: the columns in order
+            self._writer.writerow(row.values())
+        else:
             unknown = [k for k in row if k not in self._keys]
             if unknown:
                 raise ModelError(f"{self.name}: row has column(s) {unknown} that are not in the CSV columns "
-                                 f"{self._fields}; pass fieldnames= listing every column")
-        self._writer.writerow([row.get(f, "") for f in self._fields])
+                                 f"{list(self._fields)}; pass fieldnames= listing every column")
+            self._writer.writerow([row.get(f, "") for f in self._fields])
         self._delivered += 1
