@@ -285,6 +285,24 @@ def test_a_failing_copy_batch_is_rolled_back_whole(postgres_url):
         helper.drop_all()
 
 
+def test_database_gone_after_create_is_a_sink_error_with_counts(postgres_url):
+    helper = Tables(postgres_url)
+    try:
+        name = helper.create()
+        factory = DbSinkFactory(postgres_url.replace("postgres@", "postgres:pw-x9@"), connect_timeout=2)
+        sink = factory.create(name, account_row, batch_size=10)
+        gone = sa.engine.make_url(factory.db_url).set(port=free_port())
+        factory.db_url = gone.render_as_string(hide_password=False)  # the server "went away"
+        with pytest.raises(SinkError, match=r"0 rows inserted, 10 failed.*Connection refused") as info:
+            write(sink, make_events(10))
+        assert "pw-x9" not in str(info.value)
+        assert (info.value.delivered, info.value.failed) == (0, 10)
+        sink.close()
+        assert factory._engine is None
+    finally:
+        helper.drop_all()
+
+
 def test_a_failing_last_batch_is_reported_by_close(tables):
     name = tables.create()
     sink = DbSinkFactory(tables.url).create(name, account_row, batch_size=100)
