@@ -69,6 +69,8 @@ class DataOnlineGeneratorGrapher:
             for tr in gen.transitions:
                 totals[tr.from_state] += float(tr.probability)
             for state, total in totals.items():
+                if total >= 100:
+                    continue  # no chance of staying
                 graph.edge(state, state, label=f"stay (P={_fmt(100 - total)}%)", style="dashed",
                            color="gray50", fontcolor="gray40")
         return graph

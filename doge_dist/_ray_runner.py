@@ -20,7 +20,7 @@ from ._shard import ShardWorker
 if TYPE_CHECKING:
     from ._generator import DataOnlineGenerator
 
-__all__ = ["RayBackend", "run_ray", "ShardActorError"]
+__all__ = ["RayBackend", "run_ray", "ShardActorError", "release_workers"]
 
 LOGGER = logging.getLogger("doge_dist")
 
@@ -33,17 +33,29 @@ class ShardActorError(SimulationError):
     """A shard's actor process died or could not be started."""
 
 
+_ACTOR_CLASS: Any = None
+# Warm actors kept between runs of one driver on one Ray job (process start-up and imports cost
+# seconds; a warm actor takes a new shard in milliseconds). Dropped on any failure.
+_POOL: dict[str, Any] = {"job": None, "cpus": None, "actors": []}
+
+
 def _actor_class():
+    global _ACTOR_CLASS
+    if _ACTOR_CLASS is not None:
+        return _ACTOR_CLASS
     import ray
 
     class ShardActor:
-        """Hosts one ShardWorker in its own process."""
+        """Hosts one ShardWorker at a time in its own process."""
 
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            self.worker = ShardWorker(*args, **kwargs)
+        def __init__(self) -> None:
+            self.worker: ShardWorker | None = None
 
         def pid(self) -> int:
             return os.getpid()
+
+        def setup(self, *args: Any, **kwargs: Any) -> None:
+            self.worker = ShardWorker(*args, **kwargs)
 
         def begin(self) -> float:
             return self.worker.begin()
@@ -52,34 +64,62 @@ def _actor_class():
             return self.worker.run_window(t0, t1)
 
         def finish(self, ticks_done: int) -> tuple[ShardResult, list[BaseException]]:
-            return self.worker.finish(ticks_done)
+            try:
+                return self.worker.finish(ticks_done)
+            finally:
+                self.worker = None
 
-    return ray.remote(max_restarts=0, max_task_retries=0)(ShardActor)
+    _ACTOR_CLASS = ray.remote(max_restarts=0, max_task_retries=0)(ShardActor)
+    return _ACTOR_CLASS
+
+
+def _acquire_actors(count: int, cpus: float) -> list[Any]:
+    """Warm actors from the pool, topped up with new ones."""
+    import ray
+
+    job = ray.get_runtime_context().get_job_id()
+    if _POOL["job"] != job or _POOL["cpus"] != cpus:
+        if _POOL["job"] == job:
+            release_workers()
+        _POOL.update(job=job, cpus=cpus, actors=[])
+    actors = _POOL["actors"]
+    actor_cls = _actor_class().options(num_cpus=cpus)
+    while len(actors) < count:
+        actors.append(actor_cls.remote())
+    return actors[:count]
+
+
+def release_workers() -> int:
+    """Kill the warm shard actors this driver keeps between runs; return how many there were."""
+    actors = _POOL["actors"]
+    _POOL.update(job=None, cpus=None, actors=[])
+    if actors:
+        import ray
+
+        for actor in actors:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+    return len(actors)
 
 
 class RayBackend:
     """Starts one actor per shard and drives them; closes every shard's sinks even on failure."""
 
-    def __init__(self, gen: DataOnlineGenerator, plan: RunPlan) -> None:
+    def __init__(self, gen: DataOnlineGenerator, plan: RunPlan, *, keep_workers: bool = True) -> None:
         import ray
 
         self.ray = ray
         self.plan = plan
+        self.gen = gen
+        self.keep_workers = keep_workers
         count = len(plan.shards)
         total_cpus = float(ray.cluster_resources().get("CPU", 1.0))
         cpus = 1.0 if count <= total_cpus else max(total_cpus / count, 0.01)
-        actor_cls = _actor_class().options(num_cpus=cpus)
-        reseed = gen.reseed_python_random and gen.seed is not None
-        model_ref = ray.put(plan.model)
-        factory_ref = ray.put(gen.subject_factory)
-        self.actors = [
-            actor_cls.remote(model_ref, factory_ref, shard, count, start, stop, run_key=plan.run_key,
-                             tick_ms=gen.tick_ms, timestamp_start=gen.timestamp_start,
-                             reseed_python_random=reseed)
-            for shard, (start, stop) in enumerate(plan.shards)
-        ]
+        self.actors = _acquire_actors(count, cpus)
         self.alive = [True] * count
-        self.pids: list[int] = []
+        self.failed = False
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -105,6 +145,7 @@ class RayBackend:
                 try:
                     results[shard] = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - translated below
+                    self.failed = True
                     error = self._translate(shard, what, exc)
                     if failure is None:
                         failure = error
@@ -140,15 +181,25 @@ class RayBackend:
     # -- Backend -----------------------------------------------------------------------------
 
     def begin(self) -> None:
-        self._gather([a.begin.remote() for a in self.actors], "subject creation", ACTOR_START_TIMEOUT_S
-                     + 60.0 * max(1, self.plan.shards[-1][1] // 10_000_000))
+        ray, gen, plan = self.ray, self.gen, self.plan
+        reseed = gen.reseed_python_random and gen.seed is not None
+        model_ref = ray.put(plan.model)
+        factory_ref = ray.put(gen.subject_factory)
+        count = len(plan.shards)
+        setups = [
+            actor.setup.remote(model_ref, factory_ref, shard, count, start, stop, run_key=plan.run_key,
+                               tick_ms=gen.tick_ms, timestamp_start=gen.timestamp_start,
+                               reseed_python_random=reseed)
+            for actor, (shard, (start, stop)) in zip(self.actors, enumerate(plan.shards))
+        ]
+        self._gather(setups, "actor start-up", ACTOR_START_TIMEOUT_S)
+        self._gather([a.begin.remote() for a in self.actors], "subject creation", None)
 
     def run_window(self, t0: int, t1: int) -> list[WindowReport]:
         return self._gather([a.run_window.remote(t0, t1) for a in self.actors],
                             f"window {t0}..{t1 - 1}", None)
 
     def finish(self, ticks_done: int) -> list[ShardResult]:
-        ray = self.ray
         live = [shard for shard, ok in enumerate(self.alive) if ok]
         refs = [self.actors[shard].finish.remote(ticks_done) for shard in live]
         results: list[ShardResult] = []
@@ -162,11 +213,8 @@ class RayBackend:
                 results.append(result)
                 errors.extend(close_errors)
         finally:
-            for actor in self.actors:
-                try:
-                    ray.kill(actor, no_restart=True)
-                except Exception:  # noqa: BLE001 - already gone
-                    pass
+            if self.failed or errors or not all(self.alive) or not self.keep_workers:
+                release_workers()
         dead = [self._describe(s) for s, ok in enumerate(self.alive) if not ok]
         if dead and not errors:
             errors.append(ShardActorError(f"{', '.join(dead)} died; their sinks could not be closed"))
@@ -187,6 +235,7 @@ class RayBackend:
             try:
                 out.append(ray.get(ref, timeout=max(1.0, deadline - time.monotonic())))
             except Exception as exc:  # noqa: BLE001
+                self.failed = True
                 out.append(self._translate(shard, "closing sinks", exc))
         return out
 
@@ -212,9 +261,10 @@ def run_ray(gen: DataOnlineGenerator, plan: RunPlan, *, ray_address: str | None 
     """Run the plan's shards as Ray actors (connecting to or starting Ray as needed)."""
     started_here = _connect(ray_address)
     try:
-        return drive(gen, plan, RayBackend(gen, plan))
+        return drive(gen, plan, RayBackend(gen, plan, keep_workers=not started_here))
     finally:
         if started_here:
             import ray
 
+            release_workers()
             ray.shutdown()

@@ -125,13 +125,23 @@ def close_all(sinks: list[Any], names: list[str]) -> tuple[dict[str, dict[str, i
             sink.close()
         except BaseException as exc:  # noqa: BLE001 - every sink must get its close()
             errors.append(exc)
-        stats_fn = getattr(sink, "stats", None)
-        if callable(stats_fn):
-            try:
-                stats[name] = dict(stats_fn())
-            except Exception as exc:  # a broken stats() must not hide the run's outcome
-                errors.append(exc)
+        numbers = _sink_stats(sink)
+        if numbers is not None:
+            stats[name] = numbers
     return stats, errors
+
+
+def _sink_stats(sink: Any) -> dict[str, int] | None:
+    """A sink's ``stats()`` as a dict of numbers, or None when it has none or it is not usable
+    (a broken or foreign ``stats`` must not turn a finished run into a failure)."""
+    stats_fn = getattr(sink, "stats", None)
+    if not callable(stats_fn):
+        return None
+    try:
+        raw = stats_fn()
+        return {str(k): v for k, v in dict(raw).items() if isinstance(v, (int, float))}
+    except Exception:  # noqa: BLE001
+        return None
 
 
 @contextlib.contextmanager

@@ -42,12 +42,15 @@ class User:
 class UserFactory(SubjectFactory[User]):
     """Numbers users itself, like doge-datagen's example (a zero-argument factory)."""
 
-    def __init__(self, draw: Callable[[int, int], int] = randrange) -> None:
+    def __init__(self, fast_random: bool = False) -> None:
         self.current_id = 0
-        self.draw = draw
+        # A flag, not a stored ``random.randrange``: a bound method of Python's global generator
+        # would be pickled as a copy of that generator into Ray workers, escaping the seeding.
+        self.fast_random = fast_random
 
     def create(self) -> User:
-        user = User(self.current_id, self.draw(0, 1000), 0, 0)
+        draw = doge_rand.randrange if self.fast_random else randrange
+        user = User(self.current_id, draw(0, 1000), 0, 0)
         self.current_id += 1
         return user
 
@@ -181,7 +184,7 @@ def build_generator(sink: str | EventSink | None = "print", subjects: int = 10, 
     sink = make_sink(sink, path=path, bootstrap_servers=bootstrap_servers,
                      schema_registry_url=schema_registry_url, db_url=db_url, topic=topic, table=table)
     if fast_random:
-        factory = UserFactory(doge_rand.randrange)
+        factory = UserFactory(fast_random=True)
         income = functools.partial(income_callback, draw=doge_rand.randrange)
         spending = functools.partial(spending_callback, draw=doge_rand.randrange)
     else:
