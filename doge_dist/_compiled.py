@@ -26,6 +26,7 @@ class CompiledModel:
     initial: int
     to_state: np.ndarray        # int16[T]: transition id -> target state
     out_total: np.ndarray       # float64[S]: sum of outgoing probabilities, percent
+    out_total_scaled: np.ndarray  # float64[S]: out_total * 2**-32 (maps a 32-bit draw onto it)
     cum: np.ndarray             # float64[S, K]: cumulative percent per state, padded with +inf
     last: np.ndarray            # int64[S]: out-degree - 1 (clip for rounding)
     table: np.ndarray           # int32[S, K]: (state, slot) -> transition id
@@ -127,6 +128,7 @@ def compile_model(states: list[str], initial_state: str, transitions: list[Trans
         initial=index[initial_state],
         to_state=np.array([index[tr.to_state] for tr in transitions] or [0], dtype=np.int16),
         out_total=out_total,
+        out_total_scaled=out_total * 2.0**-32,
         cum=cum,
         last=last,
         table=table,

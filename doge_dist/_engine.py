@@ -17,13 +17,15 @@ import numpy as np
 from . import rand as _doge_rand
 from ._compiled import CompiledModel, factory_takes_index
 from ._errors import SimulationError
-from ._keyed import GOLDEN, mix64, mix64_int, subject_keys, to_unit, to_unit_open
+from ._keyed import GOLDEN, mix64, mix64_int, subject_keys
 
 __all__ = ["ShardEngine", "NEVER"]
 
 NEVER = np.int64(2**62)
 FACTORY_BLOCK = 1024
-_DELAY_SALT = np.uint64(0xA0761D6478BD642F)
+_S32 = np.uint64(32)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_TWO_M32 = 2.0 ** -32
 _FACTORY_SALT = 0xE7037ED1A0B428DB
 
 
@@ -41,6 +43,7 @@ class ShardEngine:
         tick_ms: int,
         timestamp_start: int,
         reseed_python_random: bool = False,
+        keyed_callbacks: bool = True,
         shard: int = 0,
     ) -> None:
         self.model = model
@@ -51,6 +54,7 @@ class ShardEngine:
         self.tick_ms = tick_ms
         self.timestamp_start = timestamp_start
         self.reseed_python_random = reseed_python_random
+        self.keyed_callbacks = keyed_callbacks or reseed_python_random
         self.run_key = run_key
         n = stop - start
         self.keys = subject_keys(run_key, start, stop)
@@ -62,10 +66,14 @@ class ShardEngine:
         self.ticks_done = 0
         self._dispatch = model.dispatch_table()
         self._reseed = self._make_reseeder()
+        self._has_final = bool(model.final.any())
 
     # -- setup -------------------------------------------------------------------------------
 
-    def _make_reseeder(self) -> Callable[[int], None]:
+    def _make_reseeder(self) -> Callable[[int], None] | None:
+        """What to call before each factory block and callback; None in unseeded runs."""
+        if not self.keyed_callbacks:
+            return None
         rekey = _doge_rand.rekey
         if not self.reseed_python_random:
             return rekey
@@ -95,7 +103,8 @@ class ShardEngine:
         index = replay_from
         try:
             for block in range(first_block, -(-stop // FACTORY_BLOCK)):
-                reseed(self._factory_key(block))
+                if reseed is not None:
+                    reseed(self._factory_key(block))
                 lo = block * FACTORY_BLOCK
                 hi = min(lo + FACTORY_BLOCK, stop)
                 if takes_index:
@@ -122,7 +131,8 @@ class ShardEngine:
             return
         create, reseed = self.factory.create, self._reseed
         for block in range(count // FACTORY_BLOCK):
-            reseed(self._factory_key(block))
+            if reseed is not None:
+                reseed(self._factory_key(block))
             for _ in range(FACTORY_BLOCK):
                 create()
 
@@ -135,18 +145,24 @@ class ShardEngine:
 
     def _draw_next(self, t: int, local: np.ndarray, states: np.ndarray,
                    h: np.ndarray | None = None) -> np.ndarray:
-        """Next action tick for each subject, from tick ``t + 1`` on, given its current state."""
+        """Next action tick for each subject, from tick ``t + 1`` on, given its current state.
+
+        The delay is geometric with the state's total outgoing probability q: the inverse CDF
+        floor(log(u) / log(1 - q)) of a uniform u in (0, 1] taken from the hash's high 32 bits
+        (the low 32 bits pick the transition; the tail cut at u = 2**-32 has probability < 1e-9).
+        """
         if h is None:
             h = self._tick_hash(t, local)
-        h2 = h ^ _DELAY_SALT
-        u = to_unit_open(mix64(h2))
+        u = (h >> _S32).astype(np.float64)
+        u += 1.0
+        u *= _TWO_M32
         delay = np.log(u)
         delay *= self.model.inv_log_stay[states]
         np.floor(delay, out=delay)
         np.minimum(delay, 2.0**61, out=delay)
         nxt = delay.astype(np.int64)
         nxt += t + 1
-        if self.model.final.any():
+        if self._has_final:
             nxt[self.model.final[states]] = NEVER
         return nxt
 
@@ -189,8 +205,8 @@ class ShardEngine:
         model = self.model
         states = self.state[due]
         h = self._tick_hash(t, due)
-        threshold = to_unit(h)
-        threshold *= model.out_total[states]
+        threshold = (h & _LOW32).astype(np.float64)
+        threshold *= model.out_total_scaled[states]
         threshold += model.state_base[states]
         pos = np.searchsorted(model.flat_cum, threshold, side="right")
         np.minimum(pos, model.state_last[states], out=pos)
@@ -215,7 +231,7 @@ class ShardEngine:
         dispatch = self._dispatch
         reseed = self._reseed
         vetoed: list[int] = []
-        keys = (h ^ np.uint64(GOLDEN)).tolist() if self.model.has_callbacks else None
+        keys = (h ^ np.uint64(GOLDEN)).tolist() if self.model.has_callbacks and reseed else None
         j = 0
         local_list = due.tolist()
         tid_list = tids.tolist()
@@ -224,7 +240,8 @@ class ShardEngine:
                 transition, callback, collects = dispatch[k]
                 subject = subjects[i]
                 if callback is not None:
-                    reseed(keys[j])
+                    if keys is not None:
+                        reseed(keys[j])
                     if not callback(subject, transition):
                         vetoed.append(j)
                         continue

@@ -18,11 +18,13 @@ class ShardWorker:
     """Owns a ShardEngine and the sinks of its process."""
 
     def __init__(self, model: Any, factory: Any, shard: int, shard_count: int, start: int, stop: int, *,
-                 run_key: int, tick_ms: int, timestamp_start: int, reseed_python_random: bool) -> None:
+                 run_key: int, tick_ms: int, timestamp_start: int, reseed_python_random: bool,
+                 keyed_callbacks: bool = True) -> None:
         self.info = ShardInfo(index=shard, count=shard_count, start=start, stop=stop)
         self.engine = ShardEngine(model, factory, start, stop, run_key=run_key, tick_ms=tick_ms,
                                   timestamp_start=timestamp_start,
-                                  reseed_python_random=reseed_python_random, shard=shard)
+                                  reseed_python_random=reseed_python_random,
+                                  keyed_callbacks=keyed_callbacks, shard=shard)
         self._saved_random = _py_random.getstate() if reseed_python_random else None
         self.create_s = 0.0
         self.engine_s = 0.0
