@@ -1,0 +1,325 @@
+"""The commands: run, graph, inspect (submit lives in _submit)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import re
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .._errors import ModelError, RunInterrupted
+from ._errors import EXIT_INTERRUPTED, EXIT_OK, RunFailed, UsageError
+from ._mask import SECRET_KEY_RE, Masker
+from ._progress import ProgressPrinter
+from ._report import build_report, summary_table, write_report
+from ._spec import GENERATOR_ATTRIBUTES, JobSpec, SpecError, load_spec, resolve_timestamp
+from ._target import Target, build_model, load_target
+
+__all__ = ["cmd_run", "cmd_graph", "cmd_inspect", "load_job", "prepare_model", "GRAPH_FORMATS",
+           "describe_failure", "parse_param"]
+
+GRAPH_FORMATS = ("svg", "png", "pdf", "dot")
+_INT = re.compile(r"^[-+]?\d+$")
+_FLOAT = re.compile(r"^[-+]?(\d+\.\d*|\.\d+|\d+(\.\d*)?[eE][-+]?\d+)$")
+
+#: command-line flag -> spec field, for the flags every model command accepts.
+_SETTING_FLAGS = {"subjects": "--subjects", "ticks": "--ticks", "tick_ms": "--tick-ms",
+                  "timestamp_start": "--timestamp-start", "seed": "--seed"}
+_RUN_FLAGS = {"workers": "--workers", "ray_address": "--address", "window": "--window",
+              "realtime": "--realtime", "speed": "--speed"}
+
+
+# -- shared: spec + flags -> generator -----------------------------------------------------------
+
+
+def is_spec_path(text: str) -> bool:
+    """A TARGET argument naming a YAML job spec rather than a model function."""
+    return text.lower().endswith((".yaml", ".yml"))
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``key=value`` from ``--param``: numbers, true/false and null are typed, the rest stays text."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise SpecError(f"expected key=value with a Python identifier as key, got {text!r}",
+                        field="params (--param)")
+    lowered = value.strip().lower()
+    if _INT.match(value.strip()):
+        return key, int(value)
+    if _FLOAT.match(value.strip()):
+        return key, float(value)
+    if lowered in ("true", "false"):
+        return key, lowered == "true"
+    if lowered in ("null", "none"):
+        return key, None
+    return key, value
+
+
+def load_job(args: argparse.Namespace, masker: Masker, *, run_flags: bool) -> JobSpec:
+    """The job spec (or a bare target) with command-line flags applied on top."""
+    if is_spec_path(args.target):
+        spec = load_spec(args.target)
+    else:
+        spec = JobSpec()
+        spec.override("model", args.target, "TARGET")
+    for secret in spec.masker.secrets:
+        masker.add(secret)
+    spec.masker = masker
+    for text in getattr(args, "param", None) or []:
+        key, value = parse_param(text)
+        if SECRET_KEY_RE.search(key) and isinstance(value, str):
+            masker.add(value)
+        spec.params[key] = value
+    flags = dict(_SETTING_FLAGS, **(_RUN_FLAGS if run_flags else {}))
+    for name, flag in flags.items():
+        value = getattr(args, name, None)
+        if value is not None:
+            spec.override(name, value, flag)
+    return spec
+
+
+def prepare_model(spec: JobSpec) -> tuple[Target, Any]:
+    """Resolve the target, build the generator and apply the spec's settings to it."""
+    target = load_target(spec.model or "", spec.base_dir)
+    generator = build_model(target, spec.params)
+    for name, attribute in GENERATOR_ATTRIBUTES.items():
+        if name not in spec.settings:
+            continue
+        value = spec.settings[name]
+        if name == "timestamp_start":
+            value = resolve_timestamp(value)
+        try:
+            _configure(generator, attribute, value)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise SpecError(f"the model rejected it: {exc}", field=name, line=spec.lines.get(name)) from None
+    return target, generator
+
+
+def _configure(generator: Any, attribute: str, value: Any) -> None:
+    configure = getattr(generator, "configure", None)
+    if callable(configure):
+        configure(**{attribute: value})
+    else:
+        setattr(generator, attribute, value)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """The error's message plus its direct cause (what a user needs without a traceback)."""
+    text = str(exc) or type(exc).__name__
+    cause = exc.__cause__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text += f" (caused by {type(cause).__name__}: {cause})"
+    return text
+
+
+def generator_settings(generator: Any) -> dict[str, Any]:
+    """The settings the run actually used (for reports)."""
+    return {"subjects_num": generator.subjects_num, "ticks_num": generator.ticks_num,
+            "tick_ms": generator.tick_ms, "timestamp_start": generator.timestamp_start,
+            "seed": generator.seed, "states": list(generator.states),
+            "initial_state": generator.initial_state,
+            "transitions": len(generator.transitions)}
+
+
+# -- run -----------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event, stream: Any) -> Iterator[list[int]]:
+    """SIGINT/SIGTERM ask the run to stop at the next tick boundary; a second SIGINT interrupts."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, frame: Any) -> None:  # noqa: ARG001
+        received.append(signum)
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+        name = signal.Signals(signum).name
+        stream.write(f"\ndoge-dist: {name} received: stopping at the next tick boundary "
+                     "(Ctrl-C again to interrupt at once)\n")
+        stream.flush()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _check_graph_out(path: str | None) -> None:
+    if path is None:
+        return
+    fmt = Path(path).suffix.lstrip(".").lower()
+    if fmt not in GRAPH_FORMATS:
+        raise UsageError(f"--graph-out {path!r}: the file name must end in one of "
+                         f"{', '.join('.' + f for f in GRAPH_FORMATS)}")
+    if fmt != "dot" and shutil.which("dot") is None:
+        raise UsageError(f"--graph-out {path!r}: Graphviz's `dot` program is not installed (apt-get install "
+                         "graphviz), or write the DOT source with a .dot file name")
+
+
+def _register_pickle_by_value(target: Target) -> None:
+    """Ray workers cannot import a model loaded from a file path: ship its module by value."""
+    if not target.loaded_from_file:
+        return
+    try:
+        from ray import cloudpickle
+    except ImportError:  # pragma: no cover - ray is a dependency
+        return
+    try:
+        cloudpickle.register_pickle_by_value(target.module)
+    except ValueError:  # already registered
+        pass
+
+
+def cmd_run(args: argparse.Namespace, masker: Masker) -> int:
+    """``doge-dist run``: build the model, run it, print the summary, write report and graph."""
+    started_at = _dt.datetime.now(_dt.timezone.utc)
+    t_build = time.perf_counter()
+    spec = load_job(args, masker, run_flags=True)
+    _check_graph_out(args.graph_out)
+    target, generator = prepare_model(spec)
+    settings = spec.settings
+    workers = settings.get("workers", 1)
+    ray_address = settings.get("ray_address")
+    realtime = settings.get("realtime", False)
+    speed = settings.get("speed", 1.0)
+    if workers > 1 or ray_address is not None:
+        _register_pickle_by_value(target)
+    build_s = time.perf_counter() - t_build
+
+    tty = sys.stderr.isatty()
+    printer = None
+    if not args.quiet and (tty or args.progress):
+        tick_s = generator.tick_ms / 1000.0 / speed if realtime else None
+        printer = ProgressPrinter(sys.stderr, masker, tty=tty, tick_s=tick_s)
+
+    stop = threading.Event()
+    result = None
+    status = "completed"
+    error: str | None = None
+    exit_code = EXIT_OK
+    t_run = time.perf_counter()
+    failure: BaseException | None = None
+    try:
+        with _stop_on_signals(stop, sys.stderr):
+            try:
+                result = generator.start(workers=workers, ray_address=ray_address,
+                                         window=settings.get("window"), realtime=realtime, speed=speed,
+                                         progress=printer, stop_event=stop)
+            except RunInterrupted as exc:
+                result = exc.result
+    except KeyboardInterrupt:
+        status, exit_code = "interrupted", EXIT_INTERRUPTED
+        error = "interrupted by a second Ctrl-C; sinks were closed"
+    except Exception as exc:  # the run's own failure: exit 1 with its message (2 for a bad model)
+        failure = exc
+        status, error = "failed", describe_failure(exc)
+    finally:
+        if printer:
+            printer.finish()
+    run_s = time.perf_counter() - t_run
+    if result is not None and result.stopped:
+        status = "stopped"
+
+    if args.report:
+        report = build_report(
+            status=status, masker=masker, spec=spec.resolved(), fingerprint=generator.model_fingerprint(),
+            seed=result.seed if result is not None else generator.seed, result=result,
+            started_at=started_at, finished_at=_dt.datetime.now(_dt.timezone.utc), build_s=build_s,
+            run_s=run_s, error=error, generator=generator_settings(generator))
+        write_report(args.report, report)
+    if isinstance(failure, ModelError):
+        raise UsageError(f"model {spec.model!r} is invalid: {error}") from failure
+    if failure is not None:
+        raise RunFailed(f"run failed: {error}") from failure
+    if exit_code != EXIT_OK:
+        sys.stderr.write(f"doge-dist: {error}\n")
+        return exit_code
+    assert result is not None
+    if not args.quiet:
+        print(masker.mask(summary_table(result, status=status, tick_ms=generator.tick_ms, realtime=realtime,
+                                        speed=speed)), flush=True)
+    if realtime and result.max_lag_s > generator.tick_ms / 1000.0 / speed:
+        sys.stderr.write(f"doge-dist: warning: the run fell behind the wall clock by up to "
+                         f"{result.max_lag_s:.3f} s (more than one tick)\n")
+    if args.graph_out:
+        try:
+            from .._grapher import DataOnlineGeneratorGrapher
+
+            written = DataOnlineGeneratorGrapher(generator).render(args.graph_out, observed=result)
+        except Exception as exc:
+            raise RunFailed(f"could not draw --graph-out {args.graph_out}: {describe_failure(exc)}") from exc
+        if not args.quiet:
+            print(f"graph with observed counts written to {written}")
+    return EXIT_OK
+
+
+# -- graph ---------------------------------------------------------------------------------------
+
+
+def cmd_graph(args: argparse.Namespace, masker: Masker) -> int:
+    """``doge-dist graph``: draw the model (svg, png, pdf, or DOT source)."""
+    spec = load_job(args, masker, run_flags=False)
+    if args.output is not None:
+        fmt = (args.format or Path(args.output).suffix.lstrip(".")).lower()
+        if fmt not in GRAPH_FORMATS:
+            raise UsageError(f"-o {args.output!r}: unsupported format {fmt!r}; use a file name ending in "
+                             f"{', '.join('.' + f for f in GRAPH_FORMATS)} (or --format)")
+        if fmt != "dot" and shutil.which("dot") is None:
+            raise UsageError("Graphviz's `dot` program is not installed (apt-get install graphviz); "
+                             "use a .dot file name to write the DOT source instead")
+    _, generator = prepare_model(spec)
+    from .._grapher import DataOnlineGeneratorGrapher
+
+    grapher = DataOnlineGeneratorGrapher(generator)
+    if args.output is None:
+        sys.stdout.write(grapher.generate_graph(show_stay=args.stay).source)
+        return EXIT_OK
+    try:
+        written = grapher.render(args.output, args.format, show_stay=args.stay)
+    except ModelError as exc:
+        raise UsageError(str(exc)) from exc
+    except Exception as exc:
+        raise RunFailed(f"could not render {args.output}: {describe_failure(exc)}") from exc
+    print(f"graph written to {written}")
+    return EXIT_OK
+
+
+# -- inspect -------------------------------------------------------------------------------------
+
+
+def cmd_inspect(args: argparse.Namespace, masker: Masker) -> int:
+    """``doge-dist inspect``: validate the model and print its Markov-chain analysis."""
+    from .._analysis import analyze_generator
+    from ._inspect import format_analysis
+
+    spec = load_job(args, masker, run_flags=False)
+    _, generator = prepare_model(spec)
+    try:
+        generator.compile()  # the engine's full validation
+        analysis = analyze_generator(generator)
+    except ModelError as exc:
+        raise UsageError(f"model {spec.model!r} is invalid: {exc}") from exc
+    if args.json:
+        data = {"model": spec.model, "model_fingerprint": generator.model_fingerprint(),
+                "tick_ms": generator.tick_ms, **analysis.to_dict()}
+        print(masker.mask(json.dumps(data, indent=2)))
+    else:
+        print(masker.mask(format_analysis(analysis, target=spec.model or "", tick_ms=generator.tick_ms,
+                                          fingerprint=generator.model_fingerprint())))
+    return EXIT_OK

@@ -1,0 +1,83 @@
+"""Progress on stderr while a run goes: ticks done, events/s, ETA, events per sink, lag."""
+
+from __future__ import annotations
+
+import time
+from typing import TextIO
+
+from .._result import Progress
+from ._mask import Masker
+
+__all__ = ["ProgressPrinter", "format_duration", "format_progress"]
+
+
+def format_duration(seconds: float) -> str:
+    """``h:mm:ss`` (or ``m:ss``) for an ETA."""
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def format_progress(p: Progress, tick_s: float | None = None) -> str:
+    """One status line for a Progress snapshot."""
+    if p.ticks_total:
+        pct = 100.0 * p.ticks_done / p.ticks_total
+        parts = [f"tick {p.ticks_done:,}/{p.ticks_total:,} ({pct:.1f}%)"]
+    else:
+        parts = [f"tick {p.ticks_done:,} (unbounded)"]
+    parts.append(f"{p.total_events:,} events")
+    parts.append(f"{p.events_per_s:,.0f} events/s")
+    if p.ticks_total and p.ticks_done:
+        remaining = p.ticks_total - p.ticks_done
+        per_tick = p.elapsed_s / p.ticks_done if tick_s is None else tick_s
+        parts.append(f"ETA {format_duration(remaining * per_tick)}")
+    if p.events_by_sink:
+        parts.append(", ".join(f"{name}: {count:,}" for name, count in p.events_by_sink.items()))
+    if p.lag_s > 0.0005:
+        parts.append(f"lag {p.lag_s:.3f} s")
+    return " | ".join(parts)
+
+
+class ProgressPrinter:
+    """A ``progress`` callback for ``generator.start()``.
+
+    On a terminal it redraws one line; otherwise (forced with ``--progress``) it writes a line
+    at most every ``interval`` seconds. Secrets are masked (sink names may hold URLs).
+    """
+
+    def __init__(self, stream: TextIO, masker: Masker, *, tty: bool, tick_s: float | None = None,
+                 interval: float | None = None) -> None:
+        self.stream = stream
+        self.masker = masker
+        self.tty = tty
+        self.tick_s = tick_s
+        self.interval = interval if interval is not None else (0.2 if tty else 1.0)
+        self._last = -float("inf")
+        self._width = 0
+        self._drawn = False
+        self.updates = 0
+
+    def __call__(self, progress: Progress) -> None:
+        now = time.monotonic()
+        done = progress.ticks_total is not None and progress.ticks_done >= progress.ticks_total
+        if now - self._last < self.interval and not done:
+            return
+        self._last = now
+        self.updates += 1
+        line = self.masker.mask(format_progress(progress, self.tick_s))
+        if self.tty:
+            pad = max(0, self._width - len(line))
+            self.stream.write("\r" + line + " " * pad)
+            self._width = len(line)
+            self._drawn = True
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        """End the redrawn line so later output starts on a fresh one."""
+        if self.tty and self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False

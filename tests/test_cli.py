@@ -1,0 +1,682 @@
+"""The ``doge-dist`` command line, run as a real process (``python -m doge_dist`` and the console script)."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import POSTGRES_URL, free_port, service_missing
+
+REPO = Path(__file__).resolve().parent.parent
+JOBS = REPO / "examples" / "jobs"
+
+MODELS = '''
+from doge_dist import CountingSink, DataOnlineGenerator, JsonLinesSink, ModelError, SubjectFactory
+
+
+class Account:
+    def __init__(self, index):
+        self.id = index
+        self.balance = 100
+
+
+class Factory(SubjectFactory):
+    def create(self, index):
+        return Account(index)
+
+
+def spend(subject, transition):
+    if subject.balance < 30:
+        return False
+    subject.balance -= 30
+    return True
+
+
+def boom(subject, transition):
+    raise RuntimeError(f"ledger offline for account {subject.id}")
+
+
+def row(ts, subject, transition):
+    return {"ts": ts, "id": subject.id, "trigger": transition.trigger}
+
+
+def make_sink(sink, path, name):
+    return JsonLinesSink(path, row) if sink == "jsonl" else CountingSink(name)
+
+
+def build(sink="count", path=None, subjects=20, ticks=50, seed=1, name="count", fail=False):
+    s = make_sink(sink, path, name)
+    gen = DataOnlineGenerator(["idle", "active"], "idle", Factory(), subjects, 1000, ticks, seed=seed)
+    gen.add_transition("wake", "idle", "active", 30, event_sinks=[s])
+    gen.add_transition("spend", "active", "active", 40, action_callback=boom if fail else spend,
+                       event_sinks=[s])
+    gen.add_transition("sleep", "active", "idle", 20, event_sinks=[s])
+    return gen
+
+
+def lonely():
+    gen = DataOnlineGenerator(["a", "b", "c", "d"], "a", Factory(), 10, 1000, 5)
+    sink = CountingSink()
+    gen.add_transition("to_b", "a", "b", 20, event_sinks=[sink])
+    gen.add_transition("to_c", "a", "c", 30, event_sinks=[sink])
+    gen.add_transition("d_out", "d", "a", 5, event_sinks=[sink])
+    return gen
+
+
+def secretive(db_url, api_token, fail=False):
+    gen = build(name=f"db:{db_url}", fail=fail)
+    return gen
+
+
+def invalid():
+    raise ModelError("state 'x' has 120% outgoing probability")
+
+
+def returns_int():
+    return 5
+'''
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def dd(*args, cwd=None, env=None, timeout=180, script=False) -> subprocess.CompletedProcess:
+    """Run the command line to completion."""
+    cmd = ["doge-dist"] if script else [sys.executable, "-m", "doge_dist"]
+    return subprocess.run([*cmd, *map(str, args)], cwd=cwd, env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def report_of(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def jsonl_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def assert_bad_input(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("doge-dist: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture
+def models(tmp_path) -> Path:
+    path = tmp_path / "models.py"
+    path.write_text(MODELS)
+    return path
+
+
+def write_spec(directory: Path, text: str, name: str = "job.yaml") -> Path:
+    path = directory / name
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+# -- the console script --------------------------------------------------------------------------
+
+
+def test_installed_console_script(tmp_path):
+    if shutil.which("doge-dist") is None:
+        pytest.fail("the doge-dist console script is not installed: run `pip install -e .`")
+    version = dd("--version", script=True)
+    assert version.returncode == 0 and version.stdout.startswith("doge-dist ")
+    proc = dd("run", JOBS / "banking-print.yaml", "--ticks", "100", "--report", tmp_path / "r.json",
+              script=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = report_of(tmp_path / "r.json")
+    printed = [line for line in proc.stdout.splitlines() if "made a transition" in line]
+    assert len(printed) == report["total_events"] == report["events_by_sink"]["print"]
+    usage = dd(script=True)
+    assert usage.returncode == 2 and "usage: doge-dist" in usage.stderr
+
+
+# -- run -----------------------------------------------------------------------------------------
+
+
+def test_run_spec_prints_summary_and_writes_report(tmp_path):
+    from examples.banking import build_generator
+
+    proc = dd("run", JOBS / "banking-print.yaml", "--ticks", "300", "--report", tmp_path / "out" / "r.json",
+              cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = report_of(tmp_path / "out" / "r.json")
+    printed = [line for line in proc.stdout.splitlines() if "made a transition" in line]
+    assert len(printed) == report["total_events"] > 0
+    assert "doge-dist: run completed: 10 subjects x 300 ticks" in proc.stdout
+    for trigger, count in report["events_by_trigger"].items():
+        vetoed = report["vetoed_by_trigger"][trigger]
+        assert re.search(rf"^\s+{trigger}\s+{count:,}\s+{vetoed:,}$", proc.stdout, re.MULTILINE), trigger
+    assert proc.stderr == ""  # no progress: stderr is not a terminal
+
+    gen = build_generator("print").configure(subjects_num=10, ticks_num=300, tick_ms=60000, timestamp_start=0,
+                                             seed=7)
+    assert report["model_fingerprint"] == gen.model_fingerprint()
+    assert report["status"] == "completed" and report["seed"] == 7
+    assert report["spec"]["model"] == "../banking.py:build_generator"
+    assert report["spec"]["ticks"] == 300 and report["spec"]["params"] == {"sink": "print"}
+    assert set(report["versions"]) == {"doge-dist", "numpy", "ray", "confluent-kafka", "sqlalchemy", "python"}
+    assert report["versions"]["numpy"] == np.__version__
+    assert report["result"]["ticks"] == 300 and report["result"]["subjects"] == 10
+    assert report["sink_stats"] == {"print": {"delivered": report["total_events"]}}
+    assert sum(report["events_by_transition"].values()) == report["total_events"]
+    assert report["timings"]["run_s"] >= report["result"]["elapsed_s"] > 0
+
+
+def test_flags_override_spec_and_runs_are_reproducible(tmp_path, models):
+    spec = write_spec(tmp_path, f"""
+        model: models.py:build
+        params: {{sink: jsonl, path: {tmp_path}/a.jsonl}}
+        subjects: 5
+        ticks: 10
+        seed: 1
+    """)
+    args = ["run", spec, "--subjects", "40", "--ticks", "60", "--seed", "99", "--tick-ms", "500",
+            "--timestamp-start", "2024-01-01T00:00:00Z", "--report", tmp_path / "r.json", "--quiet"]
+    first = dd(*args)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == ""  # --quiet
+    report = report_of(tmp_path / "r.json")
+    assert report["generator"]["subjects_num"] == 40 and report["generator"]["ticks_num"] == 60
+    assert report["seed"] == 99 and report["spec"]["tick_ms"] == 500
+    rows = jsonl_lines(tmp_path / "a.jsonl")
+    assert len(rows) == report["total_events"] == report["events_by_sink"][f"jsonl:{tmp_path}/a.jsonl"]
+    start = 1704067200000
+    assert all(start <= r["ts"] < start + 60 * 500 and (r["ts"] - start) % 500 == 0 for r in rows)
+    assert {r["id"] for r in rows} <= set(range(40))
+    assert report["vetoed_by_trigger"]["spend"] > 0  # the callback vetoes once a balance runs out
+    os.replace(tmp_path / "a.jsonl", tmp_path / "first.jsonl")
+    again = dd(*args)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "first.jsonl").read_text()
+
+
+def test_params_from_command_line_and_progress(tmp_path, models):
+    proc = dd("run", f"{models}:build", "--param", "sink=jsonl", "--param", f"path={tmp_path}/p.jsonl",
+              "-p", "subjects=30", "--ticks", "400", "--window", "50", "--progress",
+              "--report", tmp_path / "r.json")
+    assert proc.returncode == 0, proc.stderr
+    report = report_of(tmp_path / "r.json")
+    assert report["result"]["window"] == 50 and report["result"]["subjects"] == 30
+    assert len(jsonl_lines(tmp_path / "p.jsonl")) == report["total_events"]
+    progress = [line for line in proc.stderr.splitlines() if line.startswith("tick ")]
+    assert progress, proc.stderr
+    assert progress[-1].startswith("tick 400/400 (100.0%)")
+    assert f"{report['total_events']:,} events" in progress[-1]
+    assert f"jsonl:{tmp_path}/p.jsonl: {report['total_events']:,}" in progress[-1]
+    assert "events/s" in progress[-1]
+
+
+def test_secrets_never_shown(tmp_path, models):
+    spec = write_spec(tmp_path, """
+        model: models.py:secretive
+        params:
+          db_url: postgresql://app:${DB_PASSWORD}@db.internal:5432/events
+          api_token: ${SERVICE_TOKEN}
+        ticks: 30
+    """)
+    env = {"DB_PASSWORD": "pw-Zebra-42", "SERVICE_TOKEN": "tok-Quokka-77"}
+    ok = dd("run", spec, "--progress", "--report", tmp_path / "r.json", env=env)
+    assert ok.returncode == 0, ok.stderr
+    report_text = (tmp_path / "r.json").read_text()
+    for text in (ok.stdout, ok.stderr, report_text):
+        assert "pw-Zebra-42" not in text and "tok-Quokka-77" not in text
+    assert "db:postgresql://app:***@db.internal:5432/events" in ok.stdout  # the sink's name, masked
+    assert "db:postgresql://app:***@db.internal" in ok.stderr  # progress
+    report = json.loads(report_text)
+    assert report["spec"]["params"] == {"db_url": "postgresql://app:***@db.internal:5432/events",
+                                        "api_token": "***"}
+    failed = dd("run", spec, "--param", "fail=true", "--report", tmp_path / "f.json", "--debug", env=env)
+    assert failed.returncode == 1
+    assert "pw-Zebra-42" not in failed.stderr and "tok-Quokka-77" not in failed.stderr
+    assert "Traceback" in failed.stderr  # --debug
+
+
+def test_realtime_run_of_a_few_ticks(tmp_path, models):
+    proc = dd("run", f"{models}:build", "--ticks", "5", "--tick-ms", "1000", "--realtime", "--speed", "2000",
+              "--timestamp-start", "now", "--report", tmp_path / "r.json", "-p", "sink=jsonl",
+              "-p", f"path={tmp_path}/rt.jsonl", "-p", "subjects=200")
+    assert proc.returncode == 0, proc.stderr
+    report = report_of(tmp_path / "r.json")
+    assert report["status"] == "completed" and report["result"]["ticks"] == 5
+    assert report["result"]["window"] == 1  # realtime paces tick by tick
+    assert "realtime: 1000 ms per tick at speed 2000; max lag behind the wall clock" in proc.stdout
+    rows = jsonl_lines(tmp_path / "rt.jsonl")
+    assert len(rows) == report["total_events"]
+    start = report["generator"]["timestamp_start"]
+    assert abs(start - time.time() * 1000) < 10 * 60 * 1000  # 'now', not 0
+    assert all(start <= r["ts"] < start + 5000 for r in rows)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_unbounded_realtime_run(tmp_path, models, signum):
+    out = tmp_path / "stream.jsonl"
+    cmd = [sys.executable, "-m", "doge_dist", "run", f"{models}:build", "--ticks", "unbounded", "--realtime",
+           "--speed", "200", "--tick-ms", "1000", "--timestamp-start", "now", "-p", "sink=jsonl",
+           "-p", f"path={out}", "-p", "subjects=300", "--progress", "--report", str(tmp_path / "r.json")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
+    deadline = time.monotonic() + 60
+    seen = []
+    try:
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                assert proc.poll() is None, "the run ended before it was signalled"
+                continue
+            seen.append(line)
+            match = re.match(r"tick ([\d,]+) \(unbounded\)", line)
+            if match and int(match.group(1).replace(",", "")) >= 3:
+                break
+        else:
+            pytest.fail(f"no progress within 60 s: {seen}")
+        proc.send_signal(signum)
+        proc.wait(timeout=60)
+        stdout = proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    time.sleep(0.2)  # let the reader thread drain stderr
+    stderr = "".join(seen) + "".join(iter_queue(lines))
+    assert f"{signal.Signals(signum).name} received: stopping at the next tick boundary" in stderr
+    report = report_of(tmp_path / "r.json")
+    assert report["status"] == "stopped" and report["result"]["stopped"] is True
+    assert report["result"]["ticks"] >= 3
+    assert len(jsonl_lines(out)) == report["total_events"] == report["events_by_sink"][f"jsonl:{out}"]
+    assert "doge-dist: run stopped:" in stdout
+
+
+def iter_queue(q: queue.Queue) -> list[str]:
+    items = []
+    while True:
+        try:
+            items.append(q.get_nowait())
+        except queue.Empty:
+            return items
+
+
+def test_run_failure_exits_1_with_the_runs_message(tmp_path, models):
+    proc = dd("run", f"{models}:build", "-p", "fail=true", "--report", tmp_path / "r.json")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("doge-dist: error: run failed: ")
+    assert "spend" in proc.stderr and "ledger offline for account" in proc.stderr
+    report = report_of(tmp_path / "r.json")
+    assert report["status"] == "failed" and "ledger offline" in report["error"]
+    assert report["result"] is None
+
+
+# -- bad input -------------------------------------------------------------------------------------
+
+BAD_FIELDS = [
+    ("subjects", "-5", "positive integer"),
+    ("ticks", "soon", "'unbounded'"),
+    ("tick_ms", "0", "milliseconds"),
+    ("timestamp_start", "tomorrow", "ISO-8601"),
+    ("seed", "1.5", "non-negative integer"),
+    ("workers", "0", "positive integer"),
+    ("ray_address", "[1]", "Ray address"),
+    ("window", "-1", "positive integer"),
+    ("realtime", "sometimes", "true or false"),
+    ("speed", "-2", "positive number"),
+    ("params", "[1, 2]", "mapping"),
+    ("description", "{a: 1}", "text"),
+]
+
+
+@pytest.mark.parametrize("field, value, words", BAD_FIELDS, ids=[f[0] for f in BAD_FIELDS])
+def test_bad_spec_field_exits_2_naming_it(tmp_path, models, field, value, words):
+    spec = write_spec(tmp_path, f"model: models.py:build\n{field}: {value}\n")
+    assert_bad_input(dd("run", spec), f"field '{field}' (line 2)", words, str(spec))
+
+
+def test_bad_spec_structure_and_interpolation(tmp_path, models):
+    spec = write_spec(tmp_path, "model: models.py:build\nsubjcts: 5\n")
+    assert_bad_input(dd("run", spec), "unknown key 'subjcts' (line 2); did you mean 'subjects'?")
+    spec = write_spec(tmp_path, "params:\n  sink: count\n")
+    assert_bad_input(dd("inspect", spec), "field 'model'", "required")
+    spec = write_spec(tmp_path, "model: models.py:build\nparams:\n  path: ${DOGE_TEST_UNSET_VAR}\n")
+    env = {k: v for k, v in os.environ.items() if k != "DOGE_TEST_UNSET_VAR"}
+    proc = subprocess.run([sys.executable, "-m", "doge_dist", "run", str(spec)], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert_bad_input(proc, "DOGE_TEST_UNSET_VAR is not set", "field 'params.path' (line 3)")
+    assert_bad_input(dd("run", tmp_path / "missing.yaml"), "job spec not found")
+    spec = write_spec(tmp_path, "model: models.py:build\nparams: {sink: [\n")
+    assert_bad_input(dd("run", spec), "invalid YAML")
+
+
+def test_bad_targets_models_and_flags_exit_2(tmp_path, models):
+    assert_bad_input(dd("run", "nowhere.py:build", cwd=tmp_path), "file not found")
+    assert_bad_input(dd("run", "models.py:biuld", cwd=tmp_path),
+                     "has no attribute 'biuld'; did you mean 'build'?")
+    assert_bad_input(dd("inspect", "no_such_pkg_xyz.models:build", cwd=tmp_path),
+                     "no module named 'no_such_pkg_xyz'")
+    assert_bad_input(dd("run", "models.py:invalid", cwd=tmp_path), "is invalid", "120% outgoing")
+    assert_bad_input(dd("run", "models.py:returns_int", cwd=tmp_path), "returned int")
+    assert_bad_input(dd("run", "models.py:build", "-p", "sinc=x", cwd=tmp_path), "no parameter 'sinc'",
+                     "did you mean 'sink'?")
+    assert_bad_input(dd("run", "models.py:build", "--ticks", "-3", cwd=tmp_path), "field 'ticks (--ticks)'")
+    assert_bad_input(dd("run", "models.py:build", "--speed", "0", cwd=tmp_path), "field 'speed (--speed)'")
+    assert_bad_input(dd("run", "models.py:build", "--graph-out", "g.gif", cwd=tmp_path), "--graph-out")
+    assert_bad_input(dd("graph", "models.py:build", "-o", "g.gif", cwd=tmp_path), "unsupported format 'gif'")
+    debug = dd("run", "models.py:invalid", "--debug", cwd=tmp_path)
+    assert debug.returncode == 2 and "Traceback" in debug.stderr and "120% outgoing" in debug.stderr
+    usage = dd("run", cwd=tmp_path)
+    assert usage.returncode == 2 and "usage:" in usage.stderr
+
+
+# -- graph -----------------------------------------------------------------------------------------
+
+
+def test_graph_command_formats(tmp_path, models, dot_binary):
+    proc = dd("graph", f"{models}:build", "-o", tmp_path / "m.svg")
+    assert proc.returncode == 0, proc.stderr
+    svg = (tmp_path / "m.svg").read_text()
+    assert svg.lstrip().startswith(("<?xml", "<svg")) and "wake" in svg and "P=30%" in svg
+    assert dd("graph", f"{models}:build", "-o", tmp_path / "m.png").returncode == 0
+    assert (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert dd("graph", f"{models}:build", "-o", tmp_path / "m.pdf").returncode == 0
+    assert (tmp_path / "m.pdf").read_bytes()[:5] == b"%PDF-"
+    assert dd("graph", JOBS / "banking-print.yaml", "-o", tmp_path / "m.dot", "--stay").returncode == 0
+    dot = (tmp_path / "m.dot").read_text()
+    assert dot.startswith("digraph") and "take_loan (P=10%)" in dot and "stay (P=50%)" in dot
+    to_stdout = dd("graph", f"{models}:build")
+    assert to_stdout.returncode == 0 and to_stdout.stdout.startswith("digraph")
+    assert "stay" not in to_stdout.stdout
+
+
+def test_graph_out_draws_observed_counts(tmp_path, models, dot_binary):
+    proc = dd("run", f"{models}:build", "--ticks", "100", "--graph-out", tmp_path / "run.dot",
+              "--report", tmp_path / "r.json")
+    assert proc.returncode == 0, proc.stderr
+    report = report_of(tmp_path / "r.json")
+    dot = (tmp_path / "run.dot").read_text()
+    for key, count in report["events_by_transition"].items():
+        trigger = key.split(":")[1]
+        assert re.search(rf"{trigger} \(P=\d+%\)\\n{count:,} events \(", dot), (key, dot)
+    proc = dd("run", f"{models}:build", "--ticks", "100", "--graph-out", tmp_path / "run.svg", "--quiet")
+    assert proc.returncode == 0 and "events (" in (tmp_path / "run.svg").read_text()
+
+
+# -- inspect ---------------------------------------------------------------------------------------
+
+
+def banking_chain() -> tuple[list[str], np.ndarray, dict[str, tuple[int, float]]]:
+    """The banking model's per-tick chain, written out by hand: (states, P, trigger -> (from, p))."""
+    states = ["offline", "online", "loan_screen"]
+    p = np.array([[1 - 0.001, 0.001, 0.0],     # income/spending stay offline; login 0.1 %
+                  [0.7, 0.0, 0.3],             # logout 70 %, open_loan_screen 30 %
+                  [0.0, 0.5, 0.5]])            # close_loan_screen 40 % + take_loan 10 %; stay 50 %
+    triggers = {"income": (0, 0.0001), "spending": (0, 0.001), "login": (0, 0.001), "logout": (1, 0.7),
+                "open_loan_screen": (1, 0.3), "close_loan_screen": (2, 0.4), "take_loan": (2, 0.1)}
+    return states, p, triggers
+
+
+def test_inspect_json_matches_independent_propagation():
+    subjects, ticks = 2000, 300
+    proc = dd("inspect", "examples.banking:build_generator", "--subjects", subjects, "--ticks", ticks,
+              "--json", cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    states, p, triggers = banking_chain()
+    d = np.array([1.0, 0.0, 0.0])
+    expected = dict.fromkeys(triggers, 0.0)
+    for _ in range(ticks):
+        for trigger, (state, prob) in triggers.items():
+            expected[trigger] += subjects * d[state] * prob
+        d = d @ p
+    for trigger, value in expected.items():
+        assert data["by_trigger"][trigger]["expected_count"] == pytest.approx(value, rel=1e-9)
+    assert data["by_sink"]["print"]["expected_count"] == pytest.approx(sum(expected.values()), rel=1e-9)
+    # stationary: pi P = pi, sum 1
+    a = np.vstack([p.T - np.eye(3), np.ones(3)])
+    pi = np.linalg.lstsq(a, np.array([0, 0, 0, 1.0]), rcond=None)[0]
+    assert [data["stationary"][s] for s in states] == pytest.approx(list(pi), rel=1e-9)
+    for trigger, (state, prob) in triggers.items():
+        rate = data["by_trigger"][trigger]["rate_per_tick"]
+        assert rate == pytest.approx(subjects * pi[state] * prob, rel=1e-9)
+    stays = {"offline": 1000.0, "online": 1.0, "loan_screen": 2.0}
+    assert data["expected_stay_ticks"] == pytest.approx(stays)
+    assert data["unreachable"] == [] and data["final_states"] == []
+    assert data["model_fingerprint"] and data["ticks"] == ticks and data["subjects"] == subjects
+
+
+def test_inspect_text_reference_values_and_special_states(tmp_path, models):
+    proc = dd("inspect", JOBS / "banking-print.yaml", "--subjects", "10000", "--ticks", "1000")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "valid" in out and "unreachable states: none" in out and "final (dead-end) states: none" in out
+    assert re.search(r"^\s+login\s+9\.977\s+9,977\.3$", out, re.MULTILINE), out
+    assert re.search(r"^\s+take_loan\s+0\.8552\s+851\.5$", out, re.MULTILINE), out
+    assert "callbacks that veto transitions are not modelled" in out
+    lonely = dd("inspect", f"{models}:lonely")
+    assert lonely.returncode == 0, lonely.stderr
+    text = lonely.stdout
+    assert "unreachable states: d" in text and "final (dead-end) states: b, c" in text
+    assert "not unique: 2 closed classes {b}, {c}" in text
+    assert re.search(r"^\s+b\s+40\.0000%", text, re.MULTILINE)  # long-run share from the initial state
+    assert re.search(r"^\s+b\s+.*infinite$", text, re.MULTILINE)
+    assert "per-tick rates are not given" in text
+    unbounded = dd("inspect", f"{models}:build", "--ticks", "unbounded", "--json")
+    data = json.loads(unbounded.stdout)
+    assert data["ticks"] is None and data["by_trigger"]["wake"]["expected_count"] is None
+    assert data["by_trigger"]["wake"]["rate_per_tick"] > 0
+
+
+# -- the example specs against real servers ---------------------------------------------------------
+
+
+def test_jsonl_example_spec(tmp_path):
+    proc = dd("run", JOBS / "banking-jsonl.yaml", "--subjects", "300", "--ticks", "200", "--report",
+              tmp_path / "r.json", env={"DOGE_OUT": str(tmp_path / "events"), "DOGE_WORKERS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    report = report_of(tmp_path / "r.json")
+    rows = jsonl_lines(tmp_path / "events" / "banking-0.jsonl")
+    assert len(rows) == report["total_events"] > 0
+    assert rows[0]["timestamp"] >= 1704067200000
+
+
+@pytest.mark.services
+def test_kafka_example_spec(tmp_path, kafka_broker):
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    topic = f"doge_cli_{os.getpid()}_{int(time.time())}"
+    kafka_broker.create_topic(topic, partitions=1)
+    env = {"KAFKA_BOOTSTRAP": kafka_broker.bootstrap, "KAFKA_TOPIC": topic}
+    proc = dd("run", JOBS / "banking-kafka.yaml", "--subjects", "300", "--ticks", "40", "--no-realtime",
+              "--report", tmp_path / "r.json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    report = report_of(tmp_path / "r.json")
+    produced = report["events_by_sink"][f"kafka:{topic}"]
+    assert produced == report["total_events"] > 0
+    assert report["sink_stats"][f"kafka:{topic}"]["delivered"] == produced
+    consumer = Consumer({"bootstrap.servers": kafka_broker.bootstrap, "group.id": f"g-{topic}",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    received = 0
+    deadline = time.monotonic() + 30
+    try:
+        while received < produced and time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is not None and message.error() is None:
+                received += 1
+        extra = consumer.poll(1.0)
+    finally:
+        consumer.close()
+    assert received == produced and (extra is None or extra.error() is not None)
+
+
+@pytest.mark.services
+def test_postgres_example_spec(tmp_path, postgres_url):
+    import sqlalchemy as sa
+
+    url = sa.engine.make_url(POSTGRES_URL)
+    table = f"doge_cli_{os.getpid()}"
+    env = {"PGUSER": url.username or "", "PGPASSWORD": url.password or "", "PGHOST": url.host or "127.0.0.1",
+           "PGPORT": str(url.port or 5432), "PGDATABASE": url.database or "", "DOGE_TABLE": table}
+    engine = sa.create_engine(POSTGRES_URL)
+    try:
+        proc = dd("run", JOBS / "banking-postgres.yaml", "--subjects", "200", "--ticks", "100", "--report",
+                  tmp_path / "r.json", env=env)
+        assert proc.returncode == 0, proc.stderr
+        report = report_of(tmp_path / "r.json")
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+        assert rows == report["total_events"] == report["events_by_sink"][f"db:{table}"] > 0
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+        engine.dispose()
+
+
+# -- Ray -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.ray
+def test_run_on_two_ray_workers(tmp_path, models):
+    proc = dd("run", f"{models}:build", "-p", "sink=jsonl", "-p", f"path={tmp_path}/w-{{shard}}.jsonl",
+              "-p", "subjects=100", "--ticks", "50", "--workers", "2", "--report", tmp_path / "r.json",
+              cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = report_of(tmp_path / "r.json")
+    assert report["result"]["workers"] == 2 and len(report["result"]["shards"]) == 2
+    files = sorted(tmp_path.glob("w-*.jsonl"))
+    assert [f.name for f in files] == ["w-0.jsonl", "w-1.jsonl"]
+    assert sum(len(jsonl_lines(f)) for f in files) == report["total_events"]
+    assert {r["id"] for r in jsonl_lines(files[0])} <= set(range(50))
+
+
+class RayHead:
+    """A Ray head of this test's own (``ray start --head --block``), in its own temp dir and session.
+
+    Stopped by signalling the ``ray start`` process and then its process group (never ``ray stop``,
+    which would stop every Ray on the machine).
+    """
+
+    def __init__(self) -> None:
+        self.port, self.dashboard_port = free_port(), free_port()
+        # fixed defaults (52365, 10001) would clash with any other Ray on the machine
+        self.agent_port, self.client_port = free_port(), free_port()
+        self.address = f"http://127.0.0.1:{self.dashboard_port}"
+        self.temp_dir = tempfile.mkdtemp(prefix="ddray", dir="/tmp")  # short: Ray's socket paths
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120.0) -> None:
+        ray = shutil.which("ray")
+        if ray is None:
+            service_missing("Ray: the `ray` command is not installed")
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        env["RAY_USAGE_STATS_ENABLED"] = "0"
+        self.log = open(Path(self.temp_dir) / "ray-start.log", "w")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [ray, "start", "--head", f"--port={self.port}", f"--dashboard-port={self.dashboard_port}",
+             "--dashboard-host=127.0.0.1", "--num-cpus=1", "--include-dashboard=true",
+             f"--dashboard-agent-listen-port={self.agent_port}",
+             f"--ray-client-server-port={self.client_port}", f"--temp-dir={self.temp_dir}", "--block"],
+            stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:
+                urllib.request.urlopen(self.address + "/api/version", timeout=2).read()
+                return
+            except urllib.error.HTTPError:  # answering (e.g. 401: token authentication is on)
+                return
+            except OSError:
+                time.sleep(0.5)
+        log = (Path(self.temp_dir) / "ray-start.log").read_text()[-2000:]
+        self.stop()
+        service_missing(f"Ray head did not serve its Jobs API at {self.address} within {timeout}s: {log}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.terminate()  # `ray start --block` drains and stops its processes
+                try:
+                    self.process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait(timeout=10)
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)  # anything left in the head's own session
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.log.close()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def ray_head():
+    head = RayHead()
+    head.start()
+    yield head
+    head.stop()
+
+
+@pytest.mark.ray
+def test_submit_to_a_local_ray_head(tmp_path, models, ray_head):
+    out = tmp_path / "job-events.jsonl"
+    spec = write_spec(tmp_path, """
+        description: submitted by the test
+        model: models.py:build
+        params:
+          sink: jsonl
+          path: ${DOGE_TEST_OUT}
+          subjects: 50
+        ticks: 500
+    """)
+    proc = dd("submit", spec, "--address", ray_head.address, "--ticks", "80", "--wait", "--timeout", "240",
+              env={"DOGE_TEST_OUT": str(out)}, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    job_id = re.search(r"submitted Ray job (\S+) to ", proc.stdout).group(1)
+    assert f"ray job logs -f {job_id} --address {ray_head.address}" in proc.stdout
+    assert f"working_dir: {tmp_path}" in proc.stdout
+    assert "entrypoint:  python -m doge_dist run job.yaml --ticks 80" in proc.stdout
+    assert "environment forwarded: DOGE_TEST_OUT" in proc.stdout
+    assert f"job {job_id}: SUCCEEDED" in proc.stdout
+    assert "doge-dist: run completed: 50 subjects x 80 ticks" in proc.stdout  # the job's own logs
+    total = int(re.search(r"^\s+total\s+([\d,]+)", proc.stdout, re.MULTILINE).group(1).replace(",", ""))
+    assert len(jsonl_lines(out)) == total > 0
+
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    from doge_dist.cli._mask import Masker
+    from doge_dist.cli._submit import connect
+
+    client = connect(JobSubmissionClient, ray_head.address, Masker())
+    assert client.get_job_status(job_id) == JobStatus.SUCCEEDED
+
+
+def test_submit_rejects_bad_input(tmp_path, models):
+    assert_bad_input(dd("submit", f"{models}:build", "--address", "http://127.0.0.1:1"),
+                     "needs a YAML job spec")
+    spec = write_spec(tmp_path, "model: elsewhere/nothing.py:build\n")
+    assert_bad_input(dd("submit", spec, "--address", "http://127.0.0.1:1"), "field 'model'", "file not found")
+    spec = write_spec(tmp_path, "model: models.py:build\n")
+    down = dd("submit", spec, "--address", f"http://127.0.0.1:{free_port()}", timeout=120)
+    assert down.returncode == 1 and "cannot reach the Ray Jobs API" in down.stderr
