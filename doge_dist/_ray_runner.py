@@ -162,8 +162,9 @@ class RayBackend:
             if isinstance(original, SimulationError):
                 original.shard = shard
                 return original
-            return SimulationError(f"{self._describe(shard)} failed during {what}: {original!r}",
-                                   shard=shard).with_traceback(None)
+            err = SimulationError(f"{self._describe(shard)} failed during {what}: {original!r}", shard=shard)
+            err.__cause__ = original
+            return err
         if isinstance(exc, RayActorError):
             self.alive[shard] = False
             err = ShardActorError(
@@ -211,7 +212,10 @@ class RayBackend:
                     continue
                 result, close_errors = outcome
                 results.append(result)
-                errors.extend(close_errors)
+                for error in close_errors:
+                    if hasattr(error, "add_note"):
+                        error.add_note(f"raised while closing the sinks of {self._describe(result.shard)}")
+                    errors.append(error)
         finally:
             if self.failed or errors or not all(self.alive) or not self.keep_workers:
                 release_workers()
