@@ -680,3 +680,70 @@ def test_submit_rejects_bad_input(tmp_path, models):
     spec = write_spec(tmp_path, "model: models.py:build\n")
     down = dd("submit", spec, "--address", f"http://127.0.0.1:{free_port()}", timeout=120)
     assert down.returncode == 1 and "cannot reach the Ray Jobs API" in down.stderr
+
+
+@pytest.mark.services
+def test_kafka_avro_example_spec_with_registry_credentials_in_the_url(tmp_path, kafka_broker):
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    from registry_server import RegistryServer
+
+    topic = f"doge_cli_avro_{os.getpid()}_{int(time.time())}"
+    kafka_broker.create_topic(topic, partitions=1)
+    with RegistryServer(basic_auth=("doge", "Reg-Secret-31")) as registry:
+        url = registry.url.replace("http://", "http://doge:Reg-Secret-31@")
+        env = {"KAFKA_BOOTSTRAP": kafka_broker.bootstrap, "KAFKA_TOPIC": topic, "SCHEMA_REGISTRY_URL": url}
+        proc = dd("run", JOBS / "banking-kafka-avro.yaml", "--subjects", "200", "--ticks", "30", "--progress",
+                  "--report", tmp_path / "r.json", env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert set(registry.subjects) == {f"{topic}-key", f"{topic}-value"}
+    report_text = (tmp_path / "r.json").read_text()
+    for text in (proc.stdout, proc.stderr, report_text):
+        assert "Reg-Secret-31" not in text
+    report = json.loads(report_text)
+    assert report["spec"]["params"]["schema_registry_url"] == registry.url.replace("http://", "http://doge:***@")
+    produced = report["sink_stats"][f"kafka:{topic}"]["delivered"]
+    assert produced == report["total_events"] > 0
+    consumer = Consumer({"bootstrap.servers": kafka_broker.bootstrap, "group.id": f"g-{topic}",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    received, deadline = 0, time.monotonic() + 30
+    try:
+        while received < produced and time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is not None and message.error() is None:
+                assert message.value()[:1] == b"\x00"  # Confluent wire format: magic byte + schema id
+                received += 1
+    finally:
+        consumer.close()
+    assert received == produced
+
+
+# -- progress formatting (in-process) ---------------------------------------------------------------
+
+
+def test_progress_line_and_terminal_redraw():
+    import io
+
+    from doge_dist import Progress
+    from doge_dist.cli._mask import Masker
+    from doge_dist.cli._progress import ProgressPrinter, format_duration, format_progress
+
+    p = Progress(ticks_done=250, ticks_total=1000, total_events=5000, events_by_sink={"db:x": 5000},
+                 elapsed_s=2.0, lag_s=0.25)
+    assert format_progress(p) == ("tick 250/1,000 (25.0%) | 5,000 events | 2,500 events/s | ETA 0:06 | "
+                                  "db:x: 5,000 | lag 0.250 s")
+    assert format_progress(p, tick_s=1.0).split(" | ")[3] == "ETA 12:30"
+    assert format_duration(3725) == "1:02:05"
+    stream = io.StringIO()
+    printer = ProgressPrinter(stream, Masker(["x"]), tty=True, interval=0.0)
+    printer(p)
+    printer(Progress(1000, 1000, 9, {}, 3.0))
+    printer.finish()
+    text = stream.getvalue()
+    assert text.startswith("\rtick 250/1,000") and "db:***" in text and text.endswith("\n")
+    assert "\rtick 1,000/1,000 (100.0%) | 9 events" in text
+    quiet = ProgressPrinter(io.StringIO(), Masker(), tty=False, interval=3600)
+    quiet(p)
+    quiet(Progress(500, 1000, 1, {}, 1.0))  # throttled
+    quiet(Progress(1000, 1000, 2, {}, 2.0))  # the last one always shows
+    assert quiet.updates == 2 and quiet.stream.getvalue().count("\n") == 2
