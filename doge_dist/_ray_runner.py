@@ -117,6 +117,10 @@ class RayBackend:
         count = len(plan.shards)
         total_cpus = float(ray.cluster_resources().get("CPU", 1.0))
         cpus = 1.0 if count <= total_cpus else max(total_cpus / count, 0.01)
+        if cpus < 1.0:
+            LOGGER.warning("%d shards but only %g CPUs in the Ray cluster now: each shard actor asks for "
+                           "%.2f CPU, so shards share cores (an autoscaling cluster will not grow for them)",
+                           count, total_cpus, cpus)
         self.actors = _acquire_actors(count, cpus)
         self.alive = [True] * count
         self.failed = False
