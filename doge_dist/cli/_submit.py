@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import re
 import shlex
 import sys
 import time
@@ -108,7 +109,8 @@ def connect(client_class: Any, address: str, masker: Masker) -> Any:
     except Exception as exc:
         first = exc
     token = local_auth_token()
-    if token is not None and ("Authentication required" in str(first) or "401" in str(first)):
+    if token is not None and ("Authentication required" in str(first)
+                              or re.search(r"(?<![\d:.])401(?!\d)", str(first))):
         masker.add(token)
         try:
             return client_class(address, headers={"Authorization": f"Bearer {token}"})
