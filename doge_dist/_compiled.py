@@ -101,6 +101,9 @@ def compile_model(states: list[str], initial_state: str, transitions: list[Trans
     inv_log_stay = np.zeros(n_states)
     acting = ~final
     inv_log_stay[acting] = 1.0 / log_stay[acting]  # -0.0 when q == 1: the delay is always 0
+    # |log u| <= 32 ln 2 for the engine's 32-bit draws; clipping keeps every delay below 2**62
+    # (a state acting less than once in 1e17 ticks is as good as final).
+    np.maximum(inv_log_stay, -1e17, out=inv_log_stay)
     flat_cum: list[float] = []
     flat_tid: list[int] = []
     state_last = np.zeros(n_states, dtype=np.int64)

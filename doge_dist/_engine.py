@@ -64,6 +64,8 @@ class ShardEngine:
         self.events = np.zeros(max(len(model.transitions), 1), dtype=np.int64)
         self.vetoed = np.zeros(max(len(model.transitions), 1), dtype=np.int64)
         self.ticks_done = 0
+        self._chosen: list[np.ndarray] = []   # transition ids drawn this window (vetoed included)
+        self._refused: list[np.ndarray] = []  # transition ids vetoed this window
         self._dispatch = model.dispatch_table()
         self._reseed = self._make_reseeder()
         self._has_final = bool(model.final.any())
@@ -158,8 +160,7 @@ class ShardEngine:
         u *= _TWO_M32
         delay = np.log(u)
         delay *= self.model.inv_log_stay[states]
-        np.floor(delay, out=delay)
-        np.minimum(delay, 2.0**61, out=delay)
+        np.floor(delay, out=delay)  # <= 22.2 * 1e17 < 2**62 thanks to the clip in compile_model
         nxt = delay.astype(np.int64)
         nxt += t + 1
         if self._has_final:
@@ -199,6 +200,19 @@ class ShardEngine:
                 for i, tick in zip(due[soon].tolist(), nxt[soon].tolist()):
                     extra[tick - t0].append(i)
         self.ticks_done = t1
+        self._count_window()
+
+    def _count_window(self) -> None:
+        """Fold the window's chosen and refused transitions into the per-transition counters."""
+        size = self.events.size
+        if self._chosen:
+            self.events += np.bincount(np.concatenate(self._chosen), minlength=size)
+            self._chosen.clear()
+        if self._refused:
+            refused = np.bincount(np.concatenate(self._refused), minlength=size)
+            self.vetoed += refused
+            self.events -= refused
+            self._refused.clear()
 
     def _tick(self, t: int, due: np.ndarray) -> np.ndarray:
         """Process the subjects acting at tick ``t`` (sorted local indices); return their next ticks."""
@@ -212,15 +226,14 @@ class ShardEngine:
         np.minimum(pos, model.state_last[states], out=pos)
         tids = model.flat_tid[pos]
         vetoed = self._dispatch_events(t, due, tids, h)
+        self._chosen.append(tids)
         if vetoed:
             accepted = np.ones(due.size, dtype=bool)
             accepted[vetoed] = False
             new_states = np.where(accepted, model.to_state[tids], states)
-            self.events += np.bincount(tids[accepted], minlength=self.events.size)
-            self.vetoed += np.bincount(tids[~accepted], minlength=self.vetoed.size)
+            self._refused.append(tids[~accepted])
         else:
             new_states = model.to_state[tids]
-            self.events += np.bincount(tids, minlength=self.events.size)
         self.state[due] = new_states
         return self._draw_next(t, due, new_states, h)
 

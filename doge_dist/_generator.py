@@ -11,8 +11,10 @@ from typing import Any, Generic
 from . import _validate as v
 from ._compiled import CompiledModel, compile_model
 from ._errors import ModelError
+from ._local import run_local
 from ._model import EventSink, Subject, SubjectFactory, Transition, sink_name
 from ._result import Progress, RunResult
+from ._runner import RunPlan
 
 __all__ = ["DataOnlineGenerator"]
 
@@ -171,8 +173,6 @@ class DataOnlineGenerator(Generic[Subject]):
             raise ModelError("ticks_num=None (unbounded) needs realtime=True or a stop_event to end the run")
         self._stop_requested.clear()
         stops = [self._stop_requested] + ([stop_event] if stop_event is not None else [])
-        from ._runner import RunPlan
-
         plan = RunPlan.build(self, workers=workers, window=window, realtime=realtime, speed=speed,
                              progress=progress, stop_events=stops)
         if backend not in (None, "local", "ray"):
@@ -181,8 +181,6 @@ class DataOnlineGenerator(Generic[Subject]):
             raise ModelError("backend='local' runs one shard; use workers=1 or backend='ray'")
         use_ray = backend == "ray" or (backend is None and (workers > 1 or ray_address is not None))
         if not use_ray:
-            from ._local import run_local
-
             return run_local(self, plan)
         from ._ray_runner import run_ray
 
