@@ -96,12 +96,12 @@ def _child_doge(subjects: int, ticks: int) -> dict:
     return {"elapsed_s": time.perf_counter() - started, "events": sink.count}
 
 
-def _child_dist(subjects: int, ticks: int, seed: int | None) -> dict:
+def _child_dist(subjects: int, ticks: int, seed: int | None, fast_random: bool) -> dict:
     from doge_dist import CountingSink
     from examples.banking import build_generator
 
     sink = CountingSink()
-    gen = build_generator(sink, subjects=subjects, ticks=ticks, seed=seed)
+    gen = build_generator(sink, subjects=subjects, ticks=ticks, seed=seed, fast_random=fast_random)
     started = time.perf_counter()
     result = gen.start()
     elapsed = time.perf_counter() - started
@@ -116,7 +116,7 @@ def child(args: argparse.Namespace) -> None:
     if engine == "doge-datagen":
         out = _child_doge(int(subjects), int(ticks))
     else:
-        out = _child_dist(int(subjects), int(ticks), seed)
+        out = _child_dist(int(subjects), int(ticks), seed, fast_random=engine.endswith("+rand"))
     out["cpu_s"] = time.process_time() - cpu0
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(out))
@@ -137,7 +137,7 @@ def measure(engine: str, subjects: int, ticks: int, seed: int | None) -> dict:
 
 def fmt_row(r: dict) -> str:
     seed = "-" if r["seed"] is None else str(r["seed"])
-    return (f"| {r['engine']:<13} | {r['subjects']:>9,} x {r['ticks']:,} | {seed:>4} | {r['elapsed_s']:8.3f} "
+    return (f"| {r['engine']:<14} | {r['subjects']:>9,} x {r['ticks']:,} | {seed:>4} | {r['elapsed_s']:8.3f} "
             f"| {r['subject_ticks_per_s'] / 1e6:9.1f} M | {r['events_per_s']:11,.0f} | {r['events']:>10,} "
             f"| {r['peak_rss_mb']:6.0f} MB |")
 
@@ -147,9 +147,22 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller populations (a smoke run)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per configuration (best is kept)")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--profile", action="store_true",
+                        help="profile one in-process doge-dist run at the small size with pyinstrument")
     args = parser.parse_args()
     if args.child:
         child(args)
+        return
+    if args.profile:
+        from pyinstrument import Profiler
+
+        from doge_dist import CountingSink
+        from examples.banking import build_generator
+
+        gen = build_generator(CountingSink(), subjects=10_000, ticks=1_000)
+        with Profiler(interval=0.0005) as profiler:
+            gen.start()
+        print(profiler.output_text(unicode=True, color=False))
         return
     small = (10_000, 1_000) if not args.quick else (2_000, 500)
     large = (1_000_000, 1_000) if not args.quick else (100_000, 200)
@@ -164,26 +177,31 @@ def main() -> None:
         best("doge-datagen", *small, None, args.repeat),
         best("doge-dist", *small, None, args.repeat),
         best("doge-dist", *small, 42, args.repeat),
+        best("doge-dist+rand", *small, 42, args.repeat),
         best("doge-dist", *large, None, max(1, args.repeat - 1)),
         best("doge-dist", *large, 42, 1),
+        best("doge-dist+rand", *large, 42, 1),
     ]
-    print("| engine        | subjects x ticks     | seed | time (s) | subject-ticks/s | events/s    | events     "
+    print("| engine         | subjects x ticks     | seed | time (s) | subject-ticks/s | events/s    | events     "
           "| peak RSS  |")
-    print("|---------------|----------------------|------|----------|-----------------|-------------|------------"
+    print("|----------------|----------------------|------|----------|-----------------|-------------|------------"
           "|-----------|")
     for r in rows:
         print(fmt_row(r))
     ratio = rows[1]["subject_ticks_per_s"] / rows[0]["subject_ticks_per_s"]
     ratio_seeded = rows[2]["subject_ticks_per_s"] / rows[0]["subject_ticks_per_s"]
-    big, big_seeded = rows[3], rows[4]
+    ratio_rand = rows[3]["subject_ticks_per_s"] / rows[0]["subject_ticks_per_s"]
+    big, big_seeded, big_rand = rows[4], rows[5], rows[6]
     print()
     print(f"ratio at {small[0]:,} x {small[1]:,}: {ratio:.1f}x doge-datagen unseeded, {ratio_seeded:.1f}x seeded "
-          f"(target >= {TARGET_RATIO:.0f}x)")
+          f"with Python's random, {ratio_rand:.1f}x seeded with doge_dist.rand (target >= {TARGET_RATIO:.0f}x)")
     print(f"{large[0]:,} x {large[1]:,}: {big['subject_ticks_per_s'] / 1e6:.0f} M subject-ticks/s "
           f"(target >= {TARGET_1M_SUBJECT_TICKS / 1e6:.0f} M), {big['events_per_s']:,.0f} events/s "
           f"(target >= {TARGET_1M_EVENTS:,}), peak RSS {big['peak_rss_mb']:.0f} MB (target <= {TARGET_RSS_MB}); "
           f"seeded: {big_seeded['subject_ticks_per_s'] / 1e6:.0f} M subject-ticks/s, "
-          f"{big_seeded['events_per_s']:,.0f} events/s")
+          f"{big_seeded['events_per_s']:,.0f} events/s; seeded with doge_dist.rand: "
+          f"{big_rand['subject_ticks_per_s'] / 1e6:.0f} M subject-ticks/s, {big_rand['events_per_s']:,.0f} events/s")
+    print("engines: doge-dist+rand = callbacks and factory draw from doge_dist.rand instead of Python's random")
 
 
 if __name__ == "__main__":

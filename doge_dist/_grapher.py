@@ -23,6 +23,27 @@ class GraphvizMissingError(RuntimeError):
     """Graphviz's ``dot`` program is not installed."""
 
 
+_LOOP_PORTS = ("n", "s", "ne", "se", "nw", "sw")  # rankdir=LR: e/w carry the edges
+
+
+class _Stay:
+    """A stand-in transition for a stay self-loop (only its states matter for port placement)."""
+
+    def __init__(self, state: str) -> None:
+        self.from_state = self.to_state = state
+
+
+def _loop_ports(tr: object, loops_at: dict[str, int]) -> dict[str, str]:
+    """Spread a state's self-loops around it (Graphviz stacks them on one side otherwise)."""
+    if tr.from_state != tr.to_state:
+        return {}
+    k = loops_at.get(tr.from_state, 0)
+    loops_at[tr.from_state] = k + 1
+    if k >= len(_LOOP_PORTS):
+        return {}
+    return {"tailport": _LOOP_PORTS[k], "headport": _LOOP_PORTS[k]}
+
+
 def _fmt(probability: float) -> str:
     return f"{float(probability):g}"
 
@@ -57,13 +78,14 @@ class DataOnlineGeneratorGrapher:
             graph.node(state, label=state, **attrs)
         graph.edge("__start", gen.initial_state)
         counts = observed.events_by_transition if observed is not None else None
+        loops_at: dict[str, int] = {}
         for tr in gen.transitions:
             label = f"{tr.trigger} (P={_fmt(tr.probability)}%)"
             if counts is not None:
                 n = counts.get(f"{tr.from_state}:{tr.trigger}", 0)
                 per_tick = n / observed.ticks if observed.ticks else 0.0
                 label += f"\\n{n:,} events ({per_tick:.3g}/tick)"
-            graph.edge(tr.from_state, tr.to_state, label=label)
+            graph.edge(tr.from_state, tr.to_state, label=label, **_loop_ports(tr, loops_at))
         if show_stay:
             totals: dict[str, float] = {s: 0.0 for s in gen.states}
             for tr in gen.transitions:
@@ -71,8 +93,9 @@ class DataOnlineGeneratorGrapher:
             for state, total in totals.items():
                 if total >= 100:
                     continue  # no chance of staying
+                ports = _loop_ports(_Stay(state), loops_at)
                 graph.edge(state, state, label=f"stay (P={_fmt(100 - total)}%)", style="dashed",
-                           color="gray50", fontcolor="gray40")
+                           color="gray50", fontcolor="gray40", **ports)
         return graph
 
     def render(self, path: str | Path, format: str | None = None, *, show_stay: bool = False,  # noqa: A002

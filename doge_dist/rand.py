@@ -100,7 +100,17 @@ def random() -> float:
 
 
 def randrange(start: int, stop: int | None = None, step: int = 1) -> int:
-    """Like ``random.randrange``."""
+    """Like ``random.randrange`` (the common integer case inlined: it is the hot call in callbacks)."""
+    if stop is None:
+        start, stop = 0, start
+    if step == 1 and type(start) is int and type(stop) is int and 0 < stop - start <= _M64:
+        inst = _inst
+        ctr = inst._ctr + 1
+        inst._ctr = ctr
+        z = (inst._key + ctr * 0x9E3779B97F4A7C15) & _M64
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+        return start + (((z ^ (z >> 31)) * (stop - start)) >> 64)
     return _inst.randrange(start, stop, step)
 
 
