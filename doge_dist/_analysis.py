@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ._compiled import sinks_in_use_order, unique_sink_names
 from ._errors import ModelError
-from ._model import sink_name
 
 __all__ = [
     "Estimate",
@@ -290,9 +290,9 @@ def analyze(
     for tr in transitions:
         by_trigger.setdefault(tr.trigger, []).append(tr)
         by_transition.setdefault(f"{tr.from_state}:{tr.trigger}", []).append(tr)
-    ordered_sinks = list(sinks) if sinks is not None else _sinks_in_use_order(transitions)
+    ordered_sinks = list(sinks) if sinks is not None else sinks_in_use_order(transitions)
     by_sink = {name: [t for t in transitions if any(s is sink for s in t.event_sinks)]
-               for name, sink in zip(_unique_names(ordered_sinks), ordered_sinks, strict=True)}
+               for name, sink in zip(unique_sink_names(ordered_sinks), ordered_sinks, strict=True)}
 
     return ModelAnalysis(
         states=states,
@@ -323,28 +323,8 @@ def analyze_generator(generator: Any) -> ModelAnalysis:
         list(generator.transitions),
         generator.subjects_num,
         generator.ticks_num,
-        sinks=list(getattr(generator, "sinks", None) or _sinks_in_use_order(generator.transitions)),
+        sinks=list(getattr(generator, "sinks", None) or sinks_in_use_order(generator.transitions)),
     )
-
-
-def _sinks_in_use_order(transitions: Iterable[Any]) -> list[Any]:
-    sinks: list[Any] = []
-    for tr in transitions:
-        for sink in tr.event_sinks:
-            if not any(s is sink for s in sinks):
-                sinks.append(sink)
-    return sinks
-
-
-def _unique_names(sinks: Sequence[Any]) -> list[str]:
-    """Sink names as the run reports them: ``sink_name`` made unique with ``#2``, ``#3``."""
-    names: list[str] = []
-    seen: dict[str, int] = {}
-    for sink in sinks:
-        base = sink_name(sink)
-        seen[base] = seen.get(base, 0) + 1
-        names.append(base if seen[base] == 1 else f"{base}#{seen[base]}")
-    return names
 
 
 def _named(states: Sequence[str], values: np.ndarray) -> dict[str, float]:

@@ -12,7 +12,7 @@ import numpy as np
 
 from ._model import Transition, sink_name
 
-__all__ = ["CompiledModel", "compile_model", "factory_takes_index", "unique_sink_names"]
+__all__ = ["CompiledModel", "compile_model", "factory_takes_index", "unique_sink_names", "sinks_in_use_order"]
 
 STRIDE = 1000.0  # > 100 %, so states' cumulative ranges never overlap in flat_cum
 
@@ -49,6 +49,15 @@ class CompiledModel:
         """(transition, callback, bound collect methods) per transition id, for the hot loop."""
         return [(tr, tr.action_callback, tuple(sink.collect for sink in tr.event_sinks))
                 for tr in self.transitions]
+
+
+def sinks_in_use_order(transitions: list[Transition]) -> list[Any]:
+    """Every sink used by the transitions, once each (by identity), in first-use order."""
+    seen: dict[int, Any] = {}
+    for tr in transitions:
+        for sink in tr.event_sinks:
+            seen.setdefault(id(sink), sink)
+    return list(seen.values())
 
 
 def unique_sink_names(sinks: list[Any]) -> list[str]:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Generic
 
 from . import _validate as v
-from ._compiled import CompiledModel, compile_model
+from ._compiled import CompiledModel, compile_model, sinks_in_use_order
 from ._errors import ModelError
 from ._local import run_local
 from ._model import EventSink, Subject, SubjectFactory, Transition, sink_name
@@ -110,11 +110,7 @@ class DataOnlineGenerator(Generic[Subject]):
     @property
     def sinks(self) -> list[Any]:
         """Every sink used by a transition, once each, in first-use order."""
-        seen: dict[int, Any] = {}
-        for tr in self.transitions:
-            for sink in tr.event_sinks:
-                seen.setdefault(id(sink), sink)
-        return list(seen.values())
+        return sinks_in_use_order(self.transitions)
 
     def final_states(self) -> list[str]:
         """States with no way out (no transition, or only zero probabilities)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._result import RunResult, ShardResult
-from ._runner import RunPlan, WindowReport, drive
+from ._runner import RunPlan, WindowReport, drive, raise_collected
 from ._shard import ShardWorker
 
 if TYPE_CHECKING:
@@ -40,12 +40,7 @@ class LocalBackend:
             result, errs = worker.finish(ticks_done)
             results.append(result)
             errors.extend(errs)
-        if errors:
-            first = errors[0]
-            for extra in errors[1:]:
-                if hasattr(first, "add_note"):
-                    first.add_note(f"another sink failed to close: {extra!r}")
-            raise first
+        raise_collected(errors, "another sink failed to close")
         return results
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import SimulationError
 from ._result import RunResult, ShardResult
-from ._runner import RunPlan, WindowReport, drive
+from ._runner import RunPlan, WindowReport, drive, raise_collected
 from ._shard import ShardWorker
 
 if TYPE_CHECKING:
@@ -226,12 +226,7 @@ class RayBackend:
         dead = [self._describe(s) for s, ok in enumerate(self.alive) if not ok]
         if dead and not errors:
             errors.append(ShardActorError(f"{', '.join(dead)} died; their sinks could not be closed"))
-        if errors:
-            first = errors[0]
-            for extra in errors[1:]:
-                if hasattr(first, "add_note"):
-                    first.add_note(f"another shard failed to close: {extra!r}")
-            raise first
+        raise_collected(errors, "another shard failed to close")
         return sorted(results, key=lambda r: r.shard)
 
     def _gather_all(self, refs: list[Any], shards: list[int]) -> list[Any]:

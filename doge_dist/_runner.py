@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ._compiled import CompiledModel
     from ._generator import DataOnlineGenerator
 
-__all__ = ["RunPlan", "WindowReport", "Backend", "drive", "merge_shards", "close_all"]
+__all__ = ["RunPlan", "WindowReport", "Backend", "drive", "merge_shards", "close_all", "raise_collected"]
 
 
 @dataclass
@@ -129,6 +129,17 @@ def close_all(sinks: list[Any], names: list[str]) -> tuple[dict[str, dict[str, i
         if numbers is not None:
             stats[name] = numbers
     return stats, errors
+
+
+def raise_collected(errors: list[BaseException], what: str) -> None:
+    """Raise the first error, with the others attached as notes (``what`` names them)."""
+    if not errors:
+        return
+    first = errors[0]
+    for extra in errors[1:]:
+        if hasattr(first, "add_note"):
+            first.add_note(f"{what}: {extra!r}")
+    raise first
 
 
 def _sink_stats(sink: Any) -> dict[str, int] | None:

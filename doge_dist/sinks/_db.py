@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ModelError, SinkError
 from .._model import EventSink, Transition
+from ._pickling import PicklesAsDescription
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy.engine import Connection, Engine
@@ -34,7 +35,7 @@ def _masked(url: str) -> str:
         return "<unparseable database URL>"
 
 
-class DbSinkFactory:
+class DbSinkFactory(PicklesAsDescription):
     """Creates :class:`DbSink` instances writing to tables of one database.
 
     ``DbSinkFactory(db_url, copy="auto", connect_timeout=10, **engine_options)``; ``engine_options``
@@ -84,16 +85,6 @@ class DbSinkFactory:
         self._engine: Engine | None = None
         self._pid: int | None = None
         self._users = 0
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        for key in ("_engine", "_pid", "_users"):
-            state.pop(key, None)
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._reset()
 
     def __repr__(self) -> str:
         return f"DbSinkFactory({self.masked_url!r}, copy={self.copy!r})"
@@ -195,7 +186,7 @@ class DbSinkFactory:
             engine.dispose()
 
 
-class DbSink(EventSink):
+class DbSink(PicklesAsDescription, EventSink):
     """Inserts one row per event into a table, ``batch_size`` rows per transaction.
 
     A failed batch is rolled back as a whole and raises :class:`doge_dist.SinkError` with the
@@ -225,17 +216,7 @@ class DbSink(EventSink):
         self._delivered = 0
         self._failed = 0
 
-    # pickling: a description only; pending rows, counts and the engine stay with the original
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        for key in [k for k in state if k.startswith("_")]:
-            del state[key]
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._reset()
-
+    # pickling (PicklesAsDescription): pending rows, counts and the engine stay with the original
     def __repr__(self) -> str:
         return f"DbSink({self.table_name!r}, {self.factory.masked_url!r}, batch_size={self.batch_size})"
 

@@ -25,6 +25,7 @@ from typing import IO, Any
 from .._context import current_shard
 from .._errors import ModelError
 from .._model import EventSink, Transition
+from ._pickling import PicklesAsDescription
 
 __all__ = ["JsonLinesSink", "CsvSink", "default_row"]
 
@@ -152,7 +153,7 @@ def _make_encoder() -> Callable[[Any, int], list[str]]:
 # --------------------------------------------------------------------------- base
 
 
-class _FileSink(EventSink):
+class _FileSink(PicklesAsDescription, EventSink):
     """Shared parts: path template, lazy open, gzip, counts, pickling."""
 
     _kind = "file"
@@ -180,17 +181,7 @@ class _FileSink(EventSink):
         self._opened_path: str | None = None  # set once this instance opened a file in this process
         self._delivered = 0
 
-    # pickling: a description only; the open file and counts stay with the original
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        for key in [k for k in state if k.startswith("_")]:
-            del state[key]
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._reset()
-
+    # pickling (PicklesAsDescription): the open file and counts stay with the original
     def resolved_path(self) -> str:
         """The path for the current shard (``{shard}`` replaced); errors if several shards would share it."""
         shard = current_shard()
