@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import threading
@@ -19,6 +20,20 @@ from ._runner import RunPlan
 __all__ = ["DataOnlineGenerator"]
 
 LOGGER = logging.getLogger("doge_dist")
+
+
+def _callable_identity(fn: Any) -> Any:
+    """A description of a callable that is the same in every process (no memory addresses)."""
+    if fn is None:
+        return None
+    if isinstance(fn, functools.partial):
+        return ("partial", _callable_identity(fn.func), [_callable_identity(a) for a in fn.args],
+                sorted((k, _callable_identity(v)) for k, v in fn.keywords.items()))
+    if isinstance(fn, (str, int, float, bool, bytes)) or fn is None:
+        return repr(fn)
+    module = getattr(fn, "__module__", None) or type(fn).__module__
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return f"{module}.{name}"
 
 
 class DataOnlineGenerator(Generic[Subject]):
@@ -129,9 +144,8 @@ class DataOnlineGenerator(Generic[Subject]):
                             self.tick_ms, self.timestamp_start, self.seed,
                             type(self.subject_factory).__qualname__]
         for tr in self.transitions:
-            cb = tr.action_callback
             parts.append((tr.trigger, tr.from_state, tr.to_state, repr(float(tr.probability)),
-                          getattr(cb, "__qualname__", repr(cb)) if cb else None,
+                          _callable_identity(tr.action_callback),
                           [sink_name(s) for s in tr.event_sinks]))
         h.update(repr(parts).encode())
         return h.hexdigest()

@@ -31,7 +31,9 @@ class EventSink(ABC):
     Sinks travel to worker processes by pickling, so they must open files, producers or
     connections lazily on first use, not in ``__init__``. ``close()`` is called once per
     process at the end of a run and must be idempotent. Optional: a ``name`` attribute
-    (readable name used in results) and ``stats()`` returning a dict of delivery counts.
+    (readable name used in results), ``stats()`` returning a dict of delivery counts, and
+    ``check_plan(shard_count)`` raising ``ModelError`` before the run when the sink cannot
+    work with that many shards (e.g. one file shared by several processes).
     """
 
     @abstractmethod

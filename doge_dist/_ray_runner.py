@@ -26,6 +26,7 @@ LOGGER = logging.getLogger("doge_dist")
 
 ACTOR_START_TIMEOUT_S = 120.0
 FINISH_TIMEOUT_S = 600.0
+CONNECT_TIMEOUT_S = 10.0
 POLL_S = 0.5
 
 
@@ -250,7 +251,11 @@ def _connect(ray_address: str | None) -> bool:
     if ray.is_initialized():
         return False
     address = ray_address or os.environ.get("RAY_ADDRESS")
+    # Ray folds log lines that look alike ("[repeated 170x across cluster]"), which would swallow
+    # a PrintingSink's events; keep every line (only affects a Ray this process starts or joins).
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if address:
+        _check_reachable(address)
         ray.init(address=address, log_to_driver=True)
         return False
     paths = [p for p in sys.path if p and os.path.isdir(p)]
@@ -258,6 +263,24 @@ def _connect(ray_address: str | None) -> bool:
     ray.init(include_dashboard=False, log_to_driver=True,
              runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([cwd, *paths])}})
     return True
+
+
+def _check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail fast with a clear error when a host:port Ray address does not accept connections
+    (ray.init would retry for minutes). ``auto``, ``local`` and ``ray://`` addresses are left to Ray."""
+    import socket
+
+    if "://" in address or address in ("auto", "local"):
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return
+    except OSError as exc:
+        raise ConnectionError(f"cannot reach the Ray cluster at {address} within {timeout_s:.0f} s: {exc}; "
+                              "check the head node's address and port (default 6379)") from exc
 
 
 def run_ray(gen: DataOnlineGenerator, plan: RunPlan, *, ray_address: str | None = None) -> RunResult:

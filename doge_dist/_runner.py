@@ -42,9 +42,14 @@ class RunPlan:
               speed: float, progress: Callable[[Progress], None] | None,
               stop_events: list[threading.Event]) -> RunPlan:
         model = gen.compile()
+        shards = _schedule.partition(gen.subjects_num, workers)
+        for sink in model.sinks:  # sinks that can tell a bad plan from a good one say so now
+            check = getattr(sink, "check_plan", None)
+            if callable(check):
+                check(len(shards))
         return cls(
             model=model,
-            shards=_schedule.partition(gen.subjects_num, workers),
+            shards=shards,
             run_key=seed_key(gen.seed),
             ticks=gen.ticks_num,
             window=window or _schedule.default_window(gen.ticks_num, realtime),
