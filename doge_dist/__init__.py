@@ -48,6 +48,7 @@ __all__ = [
     "RunInterrupted",
     "ShardInfo",
     "current_shard",
+    "release_workers",
     "__version__",
 ]
 
@@ -60,4 +61,8 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(".sinks", __name__), name)
         globals()[name] = value
         return value
+    if name == "release_workers":
+        from ._ray_runner import release_workers
+
+        return release_workers
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -58,7 +58,7 @@ class ShardEngine:
         self.run_key = run_key
         n = stop - start
         self.keys = subject_keys(run_key, start, stop)
-        self.state = np.full(n, model.initial, dtype=np.int16)
+        self.state = np.full(n, model.initial, dtype=model.to_state.dtype)
         self.next_tick = np.empty(n, dtype=np.int64)
         self.subjects: list[Any] = []
         self.events = np.zeros(max(len(model.transitions), 1), dtype=np.int64)
@@ -109,10 +109,14 @@ class ShardEngine:
                     reseed(self._factory_key(block))
                 lo = block * FACTORY_BLOCK
                 hi = min(lo + FACTORY_BLOCK, stop)
+                index = lo
+                made = []
                 if takes_index:
-                    made = [create(index) for index in range(lo, hi)]
+                    for index in range(lo, hi):
+                        made.append(create(index))
                 else:
-                    made = [create() for index in range(lo, hi)]
+                    for index in range(lo, hi):  # noqa: B007 - index names the subject on error
+                        made.append(create())
                 subjects.extend(made[start - lo:] if lo < start else made)
         except Exception as exc:
             raise SimulationError(

@@ -70,6 +70,7 @@ class DataOnlineGenerator(Generic[Subject]):
         self._probability_sum: dict[str, float] = {state: 0.0 for state in self.states}
         self._triggers: dict[str, set[str]] = {state: set() for state in self.states}
         self._stop_requested = threading.Event()
+        self._warned_final: set[str] = set()
 
     # -- model building ----------------------------------------------------------------------
 
@@ -134,7 +135,9 @@ class DataOnlineGenerator(Generic[Subject]):
     def compile(self) -> CompiledModel:
         """Validate the whole model and build the engine's tables (warns once per final state)."""
         for state in self.final_states():
-            LOGGER.warning("State %s is a final state and has no output transitions", state)
+            if state not in self._warned_final:  # once per state per generator, not per run
+                self._warned_final.add(state)
+                LOGGER.warning("State %s is a final state and has no output transitions", state)
         return compile_model(self.states, self.initial_state, self.transitions)
 
     def model_fingerprint(self) -> str:
@@ -167,11 +170,14 @@ class DataOnlineGenerator(Generic[Subject]):
         progress: Callable[[Progress], None] | None = None,
         stop_event: threading.Event | None = None,
         backend: str | None = None,
+        keep_workers: bool = False,
     ) -> RunResult:
         """Run the simulation and close every sink once; return counts and timings.
 
         ``workers >= 2`` (or ``backend="ray"``, or a ``ray_address``) shards the population over
         Ray actors that tick in lockstep windows; otherwise everything runs in this process.
+        ``keep_workers=True`` parks the shard actors (and the CPUs they hold) after the run for the
+        next run of this driver to reuse; ``doge_dist.release_workers()`` frees them.
         """
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ModelError(f"workers must be an integer >= 1, got {workers!r}")
@@ -184,7 +190,7 @@ class DataOnlineGenerator(Generic[Subject]):
         self._stop_requested.clear()
         stops = [self._stop_requested] + ([stop_event] if stop_event is not None else [])
         plan = RunPlan.build(self, workers=workers, window=window, realtime=realtime, speed=speed,
-                             progress=progress, stop_events=stops)
+                             progress=progress, stop_events=stops, keep_workers=keep_workers)
         if backend not in (None, "local", "ray"):
             raise ModelError(f"backend must be 'local' or 'ray', got {backend!r}")
         if backend == "local" and workers > 1:

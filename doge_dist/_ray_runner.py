@@ -6,10 +6,13 @@ The actors run the same ShardWorker as the in-process backend; this module only 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._errors import SimulationError
@@ -35,9 +38,10 @@ class ShardActorError(SimulationError):
 
 
 _ACTOR_CLASS: Any = None
-# Warm actors kept between runs of one driver on one Ray job (process start-up and imports cost
-# seconds; a warm actor takes a new shard in milliseconds). Dropped on any failure.
-_POOL: dict[str, Any] = {"job": None, "cpus": None, "actors": []}
+# Idle shard actors kept between runs when a run asks for it (keep_workers=True): process start-up
+# and imports cost about a second per actor; a warm actor takes a new shard in milliseconds.
+_POOL: dict[str, Any] = {"job": None, "cpus": None, "idle": []}
+_POOL_LOCK = threading.Lock()
 
 
 def _actor_class():
@@ -74,41 +78,109 @@ def _actor_class():
     return _ACTOR_CLASS
 
 
+def _kill(actors: list[Any]) -> None:
+    import ray
+
+    for actor in actors:
+        try:
+            ray.kill(actor, no_restart=True)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+
 def _acquire_actors(count: int, cpus: float) -> list[Any]:
-    """Warm actors from the pool, topped up with new ones."""
+    """Idle pooled actors of this Ray job first, then new ones; the caller owns them until returned."""
     import ray
 
     job = ray.get_runtime_context().get_job_id()
-    if _POOL["job"] != job or _POOL["cpus"] != cpus:
-        if _POOL["job"] == job:
-            release_workers()
-        _POOL.update(job=job, cpus=cpus, actors=[])
-    actors = _POOL["actors"]
+    stale: list[Any] = []
+    with _POOL_LOCK:
+        if _POOL["job"] != job or _POOL["cpus"] != cpus:
+            stale = _POOL["idle"] if _POOL["job"] == job else []
+            _POOL.update(job=job, cpus=cpus, idle=[])
+        idle = _POOL["idle"]
+        taken, _POOL["idle"] = idle[:count], idle[count:]
+    _kill(stale)
     actor_cls = _actor_class().options(num_cpus=cpus)
-    while len(actors) < count:
-        actors.append(actor_cls.remote())
-    return actors[:count]
+    return taken + [actor_cls.remote() for _ in range(count - len(taken))]
+
+
+def _return_actors(actors: list[Any], cpus: float, keep: bool) -> None:
+    """Park healthy actors in the pool (keep) or kill them."""
+    if keep:
+        import ray
+
+        job = ray.get_runtime_context().get_job_id()
+        with _POOL_LOCK:
+            if _POOL["job"] == job and _POOL["cpus"] == cpus:
+                _POOL["idle"].extend(actors)
+                return
+    _kill(actors)
 
 
 def release_workers() -> int:
-    """Kill the warm shard actors this driver keeps between runs; return how many there were."""
-    actors = _POOL["actors"]
-    _POOL.update(job=None, cpus=None, actors=[])
-    if actors:
-        import ray
+    """Kill the idle shard actors kept by ``start(keep_workers=True)``; return how many there were."""
+    with _POOL_LOCK:
+        idle = _POOL["idle"]
+        _POOL.update(job=None, cpus=None, idle=[])
+    _kill(idle)
+    return len(idle)
 
-        for actor in actors:
-            try:
-                ray.kill(actor, no_restart=True)
-            except Exception:  # noqa: BLE001 - already gone
-                pass
-    return len(actors)
+
+@contextlib.contextmanager
+def _process_generators_by_reference() -> Iterator[None]:
+    """While the model is pickled for the actors, send Python's global generator (and
+    doge_dist.rand's) as a reference to the receiving process's own, not as a copy.
+
+    A model module pickled by value (a file target, ``__main__``) carries ``from random import
+    randrange`` as a bound method of ``random._inst``; a copy would escape the engine's seeding.
+    """
+    import copyreg
+    import random
+
+    from . import rand
+
+    saved = {cls: copyreg.dispatch_table.get(cls) for cls in (random.Random, rand.KeyedRandom)}
+    copyreg.pickle(random.Random, _reduce_generator)
+    copyreg.pickle(rand.KeyedRandom, _reduce_generator)
+    try:
+        yield
+    finally:
+        for cls, previous in saved.items():
+            if previous is None:
+                copyreg.dispatch_table.pop(cls, None)
+            else:
+                copyreg.dispatch_table[cls] = previous
+
+
+def _reduce_generator(obj: Any) -> Any:
+    import random
+
+    from . import rand
+
+    if obj is random._inst:
+        return (_python_global_random, ())
+    if obj is rand._inst:
+        return (_doge_rand_generator, ())
+    return obj.__reduce_ex__(2)
+
+
+def _python_global_random() -> Any:
+    import random
+
+    return random._inst
+
+
+def _doge_rand_generator() -> Any:
+    from . import rand
+
+    return rand._inst
 
 
 class RayBackend:
     """Starts one actor per shard and drives them; closes every shard's sinks even on failure."""
 
-    def __init__(self, gen: DataOnlineGenerator, plan: RunPlan, *, keep_workers: bool = True) -> None:
+    def __init__(self, gen: DataOnlineGenerator, plan: RunPlan, *, keep_workers: bool = False) -> None:
         import ray
 
         self.ray = ray
@@ -122,6 +194,7 @@ class RayBackend:
             LOGGER.warning("%d shards but only %g CPUs in the Ray cluster now: each shard actor asks for "
                            "%.2f CPU, so shards share cores (an autoscaling cluster will not grow for them)",
                            count, total_cpus, cpus)
+        self.cpus = cpus
         self.actors = _acquire_actors(count, cpus)
         self.alive = [True] * count
         self.failed = False
@@ -142,8 +215,13 @@ class RayBackend:
         deadline = None if timeout is None else time.monotonic() + timeout
         while pending:
             if deadline is not None and time.monotonic() > deadline:
+                self.failed = True
+                for ref in pending:
+                    self.alive[index[ref]] = False  # never answered: nothing to close there
                 stuck = ", ".join(self._describe(index[r]) for r in pending)
-                raise ShardActorError(f"{what}: no answer from {stuck} within {timeout:.0f} s")
+                raise ShardActorError(
+                    f"{what}: no answer from {stuck} within {timeout:.0f} s (is the Ray cluster out of free "
+                    f"CPUs? each shard actor asks for {self.cpus:g})")
             ready, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
             for ref in ready:
                 shard = index[ref]
@@ -189,8 +267,9 @@ class RayBackend:
     def begin(self) -> None:
         ray, gen, plan = self.ray, self.gen, self.plan
         reseed = gen.reseed_python_random and gen.seed is not None
-        model_ref = ray.put(plan.model)
-        factory_ref = ray.put(gen.subject_factory)
+        with _process_generators_by_reference():
+            model_ref = ray.put(plan.model)
+            factory_ref = ray.put(gen.subject_factory)
         count = len(plan.shards)
         setups = [
             actor.setup.remote(model_ref, factory_ref, shard, count, start, stop, run_key=plan.run_key,
@@ -222,8 +301,8 @@ class RayBackend:
                         error.add_note(f"raised while closing the sinks of {self._describe(result.shard)}")
                     errors.append(error)
         finally:
-            if self.failed or errors or not all(self.alive) or not self.keep_workers:
-                release_workers()
+            healthy = not (self.failed or errors or not all(self.alive))
+            _return_actors(self.actors, self.cpus, keep=self.keep_workers and healthy)
         dead = [self._describe(s) for s, ok in enumerate(self.alive) if not ok]
         if dead and not errors:
             errors.append(ShardActorError(f"{', '.join(dead)} died; their sinks could not be closed"))
@@ -287,7 +366,7 @@ def run_ray(gen: DataOnlineGenerator, plan: RunPlan, *, ray_address: str | None 
     """Run the plan's shards as Ray actors (connecting to or starting Ray as needed)."""
     started_here = _connect(ray_address)
     try:
-        return drive(gen, plan, RayBackend(gen, plan, keep_workers=not started_here))
+        return drive(gen, plan, RayBackend(gen, plan, keep_workers=plan.keep_workers and not started_here))
     finally:
         if started_here:
             import ray

@@ -36,13 +36,15 @@ class RunPlan:
     speed: float
     progress: Callable[[Progress], None] | None
     stop_events: list[threading.Event] = field(default_factory=list)
+    keep_workers: bool = False
 
     @classmethod
     def build(cls, gen: DataOnlineGenerator, *, workers: int, window: int | None, realtime: bool,
               speed: float, progress: Callable[[Progress], None] | None,
-              stop_events: list[threading.Event]) -> RunPlan:
+              stop_events: list[threading.Event], keep_workers: bool = False) -> RunPlan:
         model = gen.compile()
-        shards = _schedule.partition(gen.subjects_num, workers)
+        # no empty shards: fewer subjects than workers means fewer shards
+        shards = _schedule.partition(gen.subjects_num, min(workers, max(1, gen.subjects_num)))
         for sink in model.sinks:  # sinks that can tell a bad plan from a good one say so now
             check = getattr(sink, "check_plan", None)
             if callable(check):
@@ -58,6 +60,7 @@ class RunPlan:
             speed=float(speed),
             progress=progress,
             stop_events=stop_events,
+            keep_workers=keep_workers,
         )
 
     def stop_requested(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from decimal import Decimal
 from numbers import Integral, Real
 from typing import Any
 
@@ -68,7 +69,7 @@ def check_seed(value: Any) -> None:
 
 def check_probability(trigger: str, from_state: str, probability: Any, current_sum: float) -> float:
     """Validate one transition's probability (percent per tick); return the state's new sum."""
-    if isinstance(probability, bool) or not isinstance(probability, Real):
+    if isinstance(probability, bool) or not isinstance(probability, (Real, Decimal)):
         raise ModelError(f"transition {trigger!r} from {from_state!r}: probability must be a number "
                          f"(percent per tick), got {probability!r}")
     value = float(probability)

@@ -287,3 +287,85 @@ def test_sigint_stops_every_shard_at_a_window_boundary(tmp_path):
     assert report["ticks"] > 0 and report["ticks"] % 5 == 0  # a window boundary
     assert report["shards"] == [report["ticks"], report["ticks"]]
     assert report["events"] > 0
+
+
+BY_VALUE_MODEL = textwrap.dedent("""
+    from random import randrange          # bound to Python's global generator, as in doge-datagen
+    from doge_dist import DataOnlineGenerator, SubjectFactory
+
+    class Account:
+        def __init__(self, user_id, balance):
+            self.user_id, self.balance, self.loan_balance, self.last_payment = user_id, balance, 0, 0
+
+    class Accounts(SubjectFactory):
+        def __init__(self):
+            self.next_id = 0
+
+        def create(self):
+            account = Account(self.next_id, randrange(0, 1000))
+            self.next_id += 1
+            return account
+
+    def pay(subject, transition):
+        subject.last_payment = randrange(1, 100)
+        subject.balance -= subject.last_payment
+        return True
+
+    def build(sink, subjects, seed):
+        gen = DataOnlineGenerator(["idle", "busy"], "idle", Accounts(), subjects, 1000, 300, seed=seed)
+        gen.add_transition("pay", "idle", "busy", 2, action_callback=pay, event_sinks=[sink])
+        gen.add_transition("rest", "busy", "idle", 50, event_sinks=[sink])
+        return gen
+""")
+
+
+def test_seeded_model_pickled_by_value_gives_the_same_events_on_any_worker_count(tmp_path, ray_session):
+    """A model module shipped by value (a CLI file target, a __main__ script) carries `from random
+    import randrange` bound to the driver's global generator; the workers must draw from their own,
+    seeded one, or the data would change with the worker count and from run to run."""
+    import importlib.util
+
+    path = tmp_path / "by_value_model.py"
+    path.write_text(BY_VALUE_MODEL)
+    spec = importlib.util.spec_from_file_location("by_value_model", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["by_value_model"] = module
+    spec.loader.exec_module(module)
+    ray_session.cloudpickle.register_pickle_by_value(module)
+    try:
+        runs = {}
+        for workers in (1, 2, 4, 2):
+            out = tmp_path / f"run-{len(runs)}-{workers}"
+            out.mkdir()
+            gen = module.build(RecordingSink(str(out)), subjects=400, seed=5)
+            gen.start(workers=workers, backend="ray" if workers > 1 else None)
+            runs[(workers, len(runs))] = sorted(map(tuple, read_events(out)))
+        reference = runs[(1, 0)]
+        assert len(reference) > 200
+        for key, events in runs.items():
+            assert events == reference, f"workers={key[0]} run {key[1]}"
+    finally:
+        sys.modules.pop("by_value_model", None)
+
+
+def test_actors_release_their_cpus_unless_kept(ray_session):
+    import doge_dist
+
+    @ray_session.remote(num_cpus=1)
+    def probe():
+        return "ran"
+
+    build_generator("count", subjects=200, ticks=20, seed=1).start(workers=2)
+    assert ray_session.get(probe.remote(), timeout=60) == "ran"  # the run's actors are gone
+
+    build_generator("count", subjects=200, ticks=20, seed=1).start(workers=2, keep_workers=True)
+    first = doge_dist.release_workers()
+    assert first == 2
+    assert doge_dist.release_workers() == 0
+    assert ray_session.get(probe.remote(), timeout=60) == "ran"
+
+
+def test_fewer_subjects_than_workers_starts_no_empty_shards(ray_session):
+    result = build_generator("count", subjects=3, ticks=50, seed=1).start(workers=5)
+    assert [(s.start, s.stop) for s in result.shards] == [(0, 1), (1, 2), (2, 3)]
+    assert result.workers == 3
