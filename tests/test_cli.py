@@ -89,6 +89,25 @@ def invalid():
 
 def returns_int():
     return 5
+
+
+def opaque(db_pass, mysql_pwd, auth, label, subjects=20, fail=False):
+    if fail:
+        raise ModelError(f"cannot log in with {db_pass} / {mysql_pwd} / {auth}")
+    return build(name=f"count:{label}", subjects=subjects)
+
+
+class OneShardSink(CountingSink):
+    def check_plan(self, shard_count):
+        raise ModelError(f"{self.name}: refuses a plan of {shard_count} shard(s)")
+
+
+def unplannable():
+    gen = DataOnlineGenerator(["idle", "active"], "idle", Factory(), 5, 1000, 10)
+    sink = OneShardSink("picky")
+    gen.add_transition("wake", "idle", "active", 30, event_sinks=[sink])
+    gen.add_transition("sleep", "active", "idle", 30, event_sinks=[sink])
+    return gen
 '''
 
 
@@ -155,7 +174,7 @@ def test_installed_console_script(tmp_path):
 
 
 def test_run_spec_prints_summary_and_writes_report(tmp_path):
-    from examples.banking import build_generator
+    from doge_dist.cli._target import build_model, load_target
 
     proc = dd("run", JOBS / "banking-print.yaml", "--ticks", "300", "--report", tmp_path / "out" / "r.json",
               cwd=tmp_path)
@@ -169,8 +188,9 @@ def test_run_spec_prints_summary_and_writes_report(tmp_path):
         assert re.search(rf"^\s+{trigger}\s+{count:,}\s+{vetoed:,}$", proc.stdout, re.MULTILINE), trigger
     assert proc.stderr == ""  # no progress: stderr is not a terminal
 
-    gen = build_generator("print").configure(subjects_num=10, ticks_num=300, tick_ms=60000, timestamp_start=0,
-                                             seed=7)
+    # the model loaded as the spec names it (fingerprints name callables by their module)
+    gen = build_model(load_target("../banking.py:build_generator", JOBS), {"sink": "print"})
+    gen.configure(subjects_num=10, ticks_num=300, tick_ms=60000, timestamp_start=1704067200000, seed=7)
     assert report["model_fingerprint"] == gen.model_fingerprint()
     assert report["status"] == "completed" and report["seed"] == 7
     assert report["spec"]["model"] == "../banking.py:build_generator"
@@ -252,6 +272,89 @@ def test_secrets_never_shown(tmp_path, models):
     assert "Traceback" in failed.stderr  # --debug
 
 
+OPAQUE_ENV = {"DB_PASS": "Zebra-pw-1", "MYSQL_PWD": "Quokka-pw-2", "REGISTRY_AUTH": "Basic dXNlcjpwYXNz",
+              "SINK_LABEL": "Walrus-lbl-3"}
+
+
+def test_every_interpolated_value_is_masked(tmp_path, models):
+    spec = write_spec(tmp_path, """
+        model: models.py:opaque
+        params:
+          db_pass: ${DB_PASS}
+          mysql_pwd: ${MYSQL_PWD}
+          auth: ${REGISTRY_AUTH}
+          label: ${SINK_LABEL}
+          subjects: ${DOGE_TEST_N:-30}
+        ticks: 20
+    """)
+    ok = dd("run", spec, "--progress", "--report", tmp_path / "r.json", env=OPAQUE_ENV)
+    assert ok.returncode == 0, ok.stderr
+    report_text = (tmp_path / "r.json").read_text()
+    for text in (ok.stdout, ok.stderr, report_text):
+        for value in OPAQUE_ENV.values():
+            assert value not in text
+    report = json.loads(report_text)
+    assert report["spec"]["params"] == {"db_pass": "***", "mysql_pwd": "***", "auth": "***", "label": "***",
+                                        "subjects": 30}
+    assert report["masked"] == ["params.db_pass", "params.mysql_pwd", "params.auth", "params.label"]
+    assert "${VAR}" in report["masking"]
+    assert report["result"]["subjects"] == 30  # a lone ${...} in params is typed
+    assert report["events_by_sink"] == {"count:***": report["total_events"]}  # the sink's name, masked
+    assert "doge-dist: run completed: 30 subjects x 20 ticks" in ok.stdout
+    assert "count:***" in ok.stdout and "count:***" in ok.stderr  # summary and progress
+    # a value that is also a word of the output masks the name, not the table around it
+    worded = dd("run", spec, "--progress", env={**OPAQUE_ENV, "SINK_LABEL": "events"})
+    assert worded.returncode == 0, worded.stderr
+    assert re.search(r"^\s+trigger\s+events\s+vetoed$", worded.stdout, re.MULTILINE), worded.stdout
+    assert re.search(r"^\s+count:\*\*\*\s+[\d,]+\s+[\d,]+$", worded.stdout, re.MULTILINE), worded.stdout
+    assert " events/s" in worded.stdout and " events/s" in worded.stderr and "count:***: " in worded.stderr
+    failed = dd("run", spec, "--param", "fail=true", env=OPAQUE_ENV)
+    assert_bad_input(failed, "cannot log in with *** / *** / ***")
+    usage = dd("run", "--help")
+    assert "Secrets: every value substituted from ${VAR}" in usage.stdout
+    assert "128+N a bounded run stopped by signal N" in usage.stdout
+
+
+def test_unwritable_report_path_exits_2_before_the_run(tmp_path, models):
+    (tmp_path / "a-file").write_text("")
+    out = tmp_path / "never.jsonl"
+    common = [f"{models}:build", "-p", "sink=jsonl", "-p", f"path={out}"]
+    assert_bad_input(dd("run", *common, "--report", tmp_path / "a-file" / "r.json"), "--report",
+                     "is not a directory")
+    assert_bad_input(dd("run", *common, "--report", tmp_path), "--report", "is a directory")
+    assert not out.exists()  # nothing ran
+
+
+def test_summary_is_printed_before_the_report_is_written(tmp_path, models):
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this system")
+    proc = dd("run", f"{models}:build", "--report", "/dev/full")
+    assert proc.returncode == 1
+    assert "doge-dist: run completed: 20 subjects x 50 ticks" in proc.stdout
+    assert proc.stderr.strip().splitlines() == [
+        "doge-dist: error: could not write --report /dev/full: No space left on device"]
+
+
+def test_speed_without_realtime_exits_2(tmp_path, models):
+    assert_bad_input(dd("run", f"{models}:build", "--speed", "5"), "--speed needs --realtime")
+    assert_bad_input(dd("run", f"{models}:build", "--speed", "5", "--no-realtime"),
+                     "--speed needs --realtime")
+    spec = write_spec(tmp_path, "model: models.py:build\nspeed: 5\n")
+    assert_bad_input(dd("run", spec), "field 'speed' (line 2)", "realtime: true")
+    assert_bad_input(dd("run", spec, "--realtime"), "field 'speed' (line 2)")
+    realtime = write_spec(tmp_path, "model: models.py:build\nrealtime: true\nticks: 2\ntick_ms: 1\n",
+                          name="rt.yaml")
+    proc = dd("run", realtime, "--speed", "5", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_model_error_from_start_exits_2(tmp_path, models):
+    proc = dd("run", f"{models}:unplannable", "--report", tmp_path / "r.json")
+    assert_bad_input(proc, "picky: refuses a plan of 1 shard(s)")
+    report = report_of(tmp_path / "r.json")
+    assert report["status"] == "failed" and "refuses a plan" in report["error"]
+
+
 def test_realtime_run_of_a_few_ticks(tmp_path, models):
     proc = dd("run", f"{models}:build", "--ticks", "5", "--tick-ms", "1000", "--realtime", "--speed", "2000",
               "--timestamp-start", "now", "--report", tmp_path / "r.json", "-p", "sink=jsonl",
@@ -268,12 +371,8 @@ def test_realtime_run_of_a_few_ticks(tmp_path, models):
     assert all(start <= r["ts"] < start + 5000 for r in rows)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_signal_stops_unbounded_realtime_run(tmp_path, models, signum):
-    out = tmp_path / "stream.jsonl"
-    cmd = [sys.executable, "-m", "doge_dist", "run", f"{models}:build", "--ticks", "unbounded", "--realtime",
-           "--speed", "200", "--tick-ms", "1000", "--timestamp-start", "now", "-p", "sink=jsonl",
-           "-p", f"path={out}", "-p", "subjects=300", "--progress", "--report", str(tmp_path / "r.json")]
+def signal_run(cmd: list[str], signum: int, pattern: str) -> tuple[int, str, str]:
+    """Start the command, send ``signum`` once progress matches ``pattern`` (ticks >= 3); wait for it."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
@@ -287,7 +386,7 @@ def test_signal_stops_unbounded_realtime_run(tmp_path, models, signum):
                 assert proc.poll() is None, "the run ended before it was signalled"
                 continue
             seen.append(line)
-            match = re.match(r"tick ([\d,]+) \(unbounded\)", line)
+            match = re.match(pattern, line)
             if match and int(match.group(1).replace(",", "")) >= 3:
                 break
         else:
@@ -299,15 +398,46 @@ def test_signal_stops_unbounded_realtime_run(tmp_path, models, signum):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 0
     time.sleep(0.2)  # let the reader thread drain stderr
-    stderr = "".join(seen) + "".join(iter_queue(lines))
+    return proc.returncode, stdout, "".join(seen) + "".join(iter_queue(lines))
+
+
+def realtime_command(models: Path, out: Path, report: Path, ticks: str) -> list[str]:
+    return [sys.executable, "-m", "doge_dist", "run", f"{models}:build", "--ticks", ticks, "--realtime",
+            "--speed", "200", "--tick-ms", "1000", "--timestamp-start", "now", "-p", "sink=jsonl",
+            "-p", f"path={out}", "-p", "subjects=300", "--progress", "--report", str(report)]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_unbounded_realtime_run(tmp_path, models, signum):
+    out = tmp_path / "stream.jsonl"
+    cmd = realtime_command(models, out, tmp_path / "r.json", "unbounded")
+    returncode, stdout, stderr = signal_run(cmd, signum, r"tick ([\d,]+) \(unbounded\)")
+    assert returncode == 0, stderr
     assert f"{signal.Signals(signum).name} received: stopping at the next tick boundary" in stderr
     report = report_of(tmp_path / "r.json")
     assert report["status"] == "stopped" and report["result"]["stopped"] is True
+    assert report["stopped_by"] == signal.Signals(signum).name
     assert report["result"]["ticks"] >= 3
     assert len(jsonl_lines(out)) == report["total_events"] == report["events_by_sink"][f"jsonl:{out}"]
     assert "doge-dist: run stopped:" in stdout
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stopping_a_bounded_run_exits_128_plus_signum(tmp_path, models, signum):
+    out = tmp_path / "batch.jsonl"
+    cmd = realtime_command(models, out, tmp_path / "r.json", "100000")
+    returncode, stdout, stderr = signal_run(cmd, signum, r"tick ([\d,]+)/100,000")
+    name = signal.Signals(signum).name
+    assert returncode == 128 + signum, stderr
+    report = report_of(tmp_path / "r.json")
+    assert report["status"] == "stopped" and report["stopped_by"] == name
+    ticks = report["result"]["ticks"]
+    assert 3 <= ticks < 100000
+    assert len(jsonl_lines(out)) == report["total_events"]  # sinks closed: every event written
+    assert "doge-dist: run stopped:" in stdout  # the summary
+    assert f"doge-dist: stopped by {name} after {ticks:,} of 100,000 ticks" in stderr
+    assert "partial" in report["error"]
 
 
 def iter_queue(q: queue.Queue) -> list[str]:
@@ -511,9 +641,9 @@ def test_kafka_example_spec(tmp_path, kafka_broker):
               "--report", tmp_path / "r.json", env=env)
     assert proc.returncode == 0, proc.stderr
     report = report_of(tmp_path / "r.json")
-    produced = report["events_by_sink"][f"kafka:{topic}"]
-    assert produced == report["total_events"] > 0
-    assert report["sink_stats"][f"kafka:{topic}"]["delivered"] == produced
+    produced = report["events_by_sink"]["kafka:***"]  # the topic came from ${KAFKA_TOPIC}: masked
+    assert produced == report["total_events"] > 0 and topic not in (tmp_path / "r.json").read_text()
+    assert report["sink_stats"]["kafka:***"]["delivered"] == produced
     consumer = Consumer({"bootstrap.servers": kafka_broker.bootstrap, "group.id": f"g-{topic}",
                          "enable.auto.commit": False})
     consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
@@ -546,7 +676,7 @@ def test_postgres_example_spec(tmp_path, postgres_url):
         report = report_of(tmp_path / "r.json")
         with engine.connect() as conn:
             rows = conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
-        assert rows == report["total_events"] == report["events_by_sink"][f"db:{table}"] > 0
+        assert rows == report["total_events"] == report["events_by_sink"]["db:***"] > 0  # ${DOGE_TABLE}
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
@@ -682,6 +812,32 @@ def test_submit_rejects_bad_input(tmp_path, models):
     assert down.returncode == 1 and "cannot reach the Ray Jobs API" in down.stderr
 
 
+def test_submit_warns_about_forwarding_secrets(tmp_path, models):
+    spec = write_spec(tmp_path, """
+        model: models.py:build
+        params:
+          db_url: postgresql://app:${DOGE_DBW}@db/x
+          api_token: ${DOGE_T1}
+          region: ${DOGE_REGION}
+    """)
+    env = {"DOGE_DBW": "Zebra-pw-1", "DOGE_T1": "Quokka-tok-2", "DOGE_REGION": "eu-west-7"}
+    address = f"http://127.0.0.1:{free_port()}"
+    proc = dd("submit", spec, "--address", address, env=env, timeout=120)
+    assert proc.returncode == 1 and "cannot reach the Ray Jobs API" in proc.stderr
+    warning = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert len(warning) == 1, proc.stderr
+    assert "forwarding DOGE_DBW, DOGE_T1 to the Ray job in clear text" in warning[0]
+    assert "--no-forward-env" in warning[0] and "DOGE_REGION" not in warning[0]
+    for value in env.values():
+        assert value not in proc.stdout + proc.stderr
+    quiet = dd("submit", spec, "--address", address, "--no-forward-env", env=env, timeout=120)
+    assert quiet.returncode == 1 and "warning" not in quiet.stderr
+    param = dd("submit", spec, "--address", address, "--no-forward-env", "-p", "db_password=Zebra-pw-1",
+               env=env, timeout=120)
+    assert "warning: --param db_password is part of the Ray job's entrypoint" in param.stderr
+    assert "Zebra-pw-1" not in param.stderr
+
+
 @pytest.mark.services
 def test_kafka_avro_example_spec_with_registry_credentials_in_the_url(tmp_path, kafka_broker):
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -700,8 +856,9 @@ def test_kafka_avro_example_spec_with_registry_credentials_in_the_url(tmp_path, 
     for text in (proc.stdout, proc.stderr, report_text):
         assert "Reg-Secret-31" not in text
     report = json.loads(report_text)
-    assert report["spec"]["params"]["schema_registry_url"] == registry.url.replace("http://", "http://doge:***@")
-    produced = report["sink_stats"][f"kafka:{topic}"]["delivered"]
+    assert report["spec"]["params"]["schema_registry_url"] == "***"
+    assert "params.schema_registry_url" in report["masked"]
+    produced = report["sink_stats"]["kafka:***"]["delivered"]
     assert produced == report["total_events"] > 0
     consumer = Consumer({"bootstrap.servers": kafka_broker.bootstrap, "group.id": f"g-{topic}",
                          "enable.auto.commit": False})

@@ -172,11 +172,127 @@ def test_secrets_from_interpolation_and_urls_are_masked():
           broker: https://user:urlpass@host/path
     """, DB_PASSWORD="hunter2", API_TOKEN="tok-123", REGION="eu-1")
     resolved = spec.resolved()
-    assert resolved["params"] == {"db_url": "postgresql://app:***@db:5432/x", "api": "***", "plain": "eu-1",
+    assert resolved["params"] == {"db_url": "postgresql://app:***@db:5432/x", "api": "***", "plain": "***",
                                   "password": "***", "broker": "https://user:***@host/path"}
+    assert spec.masked_fields() == ["params.db_url", "params.api", "params.plain", "params.password",
+                                    "params.broker"]
     assert spec.params["api"] == "tok-123"  # the model still gets the real value
-    text = spec.masker.mask("failed to connect with tok-123 to postgresql://app:hunter2@db and eu-1")
-    assert "tok-123" not in text and "hunter2" not in text and "eu-1" in text
+    text = spec.masker.mask("failed to connect with tok-123 to postgresql://app:hunter2@db in eu-1")
+    assert text == "failed to connect with *** to postgresql://app:***@db in ***"
+
+
+def test_every_interpolated_value_is_masked_whatever_its_name():
+    spec = parse("""
+        model: m:f
+        params:
+          db_pass: ${DB_PASS}
+          mysql_pwd: ${MYSQL_PWD}
+          auth: ${REGISTRY_AUTH}
+          conn: ${DB_CONN}
+          broker: ${BROKER:-localhost:9092}
+          dsn: postgresql+psycopg://${PGUSER:-postgres}:${PGPASSWORD:-}@${PGHOST:-127.0.0.1}/db
+          glued: prefix${DB_CONN}
+          subjects: ${N:-50}
+          ratio: ${RATIO:-0.25}
+          nested: {hosts: ["${HOST_A}", b]}
+          literal: kept
+        subjects: ${SUBJECTS:-40}
+        ticks: ${TICKS:-unbounded}
+        seed: ${SEED}
+        timestamp_start: ${START:-2024-01-01T00:00:00Z}
+    """, DB_PASS="Zebra-pw-1", MYSQL_PWD="Quokka-pw-2", REGISTRY_AUTH="Basic dXNlcjpwYXNz",
+                 DB_CONN="s3cr3t-Opaque", HOST_A="alpha.internal", SEED="9")
+    assert spec.params["conn"] == "s3cr3t-Opaque" and spec.params["ratio"] == 0.25
+    resolved = spec.resolved()
+    assert resolved["params"] == {
+        "db_pass": "***", "mysql_pwd": "***", "auth": "***", "conn": "***", "broker": "***",
+        "dsn": "postgresql+psycopg://***:@***/db", "glued": "prefix***", "subjects": 50, "ratio": "***",
+        "nested": {"hosts": ["***", "b"]}, "literal": "kept"}
+    # numeric run settings stay readable
+    assert (resolved["subjects"], resolved["ticks"], resolved["seed"], resolved["timestamp_start"]) == \
+        (40, None, 9, 1704067200000)
+    assert spec.masked_fields() == ["params.db_pass", "params.mysql_pwd", "params.auth", "params.conn",
+                                    "params.broker", "params.dsn", "params.glued", "params.ratio",
+                                    "params.nested.hosts[0]"]
+    mask = spec.masker.mask
+    # in free text: the values of secret-looking variables everywhere, the others as whole tokens
+    assert mask("xZebra-pw-1y, s3cr3t-Opaque, prefixs3cr3t-Opaque") == "x***y, ***, ***"
+    assert mask("postgresql://postgres@127.0.0.1 via localhost:9092 on alpha.internal") == \
+        "postgresql://***@*** via *** on ***"
+    assert mask("50 subjects, 40 ticks, seed 9, ratio 0.25") == "50 subjects, 40 ticks, seed 9, ratio ***"
+    assert spec.secret_vars == ["DB_PASS", "MYSQL_PWD", "REGISTRY_AUTH", "PGPASSWORD"]
+    # a command-line value replaces the masked one in the report
+    spec.set_param("conn", "plain-text")
+    spec.override("model", "pkg:build", "TARGET")
+    assert spec.resolved()["params"]["conn"] == "plain-text"
+    assert "params.conn" not in spec.masked_fields()
+
+
+def test_a_bad_interpolated_value_is_masked_in_the_error():
+    with pytest.raises(SpecError) as info:
+        parse("model: m:f\nsubjects: ${DB_CONN}\n", DB_CONN="s3cr3t-Opaque")
+    assert "s3cr3t-Opaque" not in str(info.value)
+    assert "field 'subjects' (line 2)" in str(info.value) and "***" in str(info.value)
+    masker = Masker()
+    with pytest.raises(SpecError):
+        parse_spec_text("model: m:f\nseed: ${DB_CONN}\n", environ={"DB_CONN": "s3cr3t-Opaque"}, masker=masker)
+    assert masker.mask("got s3cr3t-Opaque") == "got ***"
+
+
+def test_a_lone_variable_is_typed_like_a_param():
+    spec = parse("""
+        model: m:f
+        params:
+          subjects: ${N:-50}
+          rate: ${RATE}
+          flag: ${FLAG}
+          nothing: ${NOTHING}
+          name: ${NAME}
+          empty: ${EMPTY:-}
+          quoted: '${ZIP}'
+          leading_zero: ${ZIP}
+          date: ${DAY}
+          mixed: ${N:-50}x
+          spaced: x ${N:-50}
+          items:
+            - ${N:-50}
+    """, RATE="2.5", FLAG="true", NOTHING="null", NAME="alice", ZIP="01234", DAY="2024-01-01")
+    assert spec.params == {"subjects": 50, "rate": 2.5, "flag": True, "nothing": None, "name": "alice",
+                           "empty": "", "quoted": 1234, "leading_zero": 1234, "date": "2024-01-01",
+                           "mixed": "50x", "spaced": "x 50", "items": [50]}
+    assert all(parse_param(f"k={v}")[1] == spec.params[k] for k, v in
+               [("rate", "2.5"), ("flag", "true"), ("nothing", "null"), ("name", "alice"), ("empty", "")])
+
+
+def test_params_subjects_from_the_environment_reach_the_model(model_file):
+    spec = parse(f"model: {model_file}:build\nparams:\n  subjects: ${{N:-50}}\n  ticks: ${{T}}\n", T="7")
+    _, gen = prepare_model(spec)
+    assert (gen.subjects_num, gen.ticks_num) == (50, 7)
+    # in flow style the quotes are required: still typed
+    flow = parse(f"model: {model_file}:build\nparams: {{subjects: '${{N:-50}}'}}\n")
+    assert prepare_model(flow)[1].subjects_num == 50
+
+
+@pytest.mark.parametrize("extra", ["", "realtime: false\n"])
+def test_speed_needs_realtime_in_the_spec(extra):
+    with pytest.raises(SpecError) as info:
+        parse(f"model: m:f\nspeed: 2\n{extra}")
+    assert "field 'speed' (line 2)" in str(info.value) and "realtime: true" in str(info.value)
+    assert parse("model: m:f\nspeed: 2\nrealtime: true\n").settings == {"speed": 2.0, "realtime": True}
+
+
+def test_masker_tokens_and_colliding_keys():
+    masker = Masker(["pw"])
+    masker.add_token("postgres")
+    masker.add_token("doge")
+    masker.add_token("eu")  # too short to look for in free text
+    assert masker.mask("postgresql and postgres, doge_events, doge; eu; xpwx") == \
+        "postgresql and ***, doge_events, ***; eu; x***x"
+    topics = Masker()
+    topics.add_token("topic-a")
+    topics.add_token("topic-b")
+    assert topics.mask_data({"kafka:topic-a": 1, "kafka:topic-b": 2, "kafka:***": 3}) == \
+        {"kafka:***": 1, "kafka:***#2": 2, "kafka:***#3": 3}
 
 
 def test_masker_helpers_and_log_formatter():
@@ -340,3 +456,7 @@ def test_example_specs_exist_and_validate():
     jsonl = load_spec(REPO / "examples/jobs/banking-jsonl.yaml", environ={})
     new_year = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
     assert jsonl.settings["timestamp_start"] == int(new_year.timestamp() * 1000)
+    for path in EXAMPLES:  # librdkafka reads a message timestamp of 0 as "now": start at a real date
+        settings = load_spec(path, environ={}).settings
+        expected = "now" if settings.get("realtime") else int(new_year.timestamp() * 1000)
+        assert settings["timestamp_start"] == expected, path.name

@@ -1,7 +1,9 @@
 """The ``doge-dist`` command line: run, graph, inspect and submit models and job specs.
 
-Exit statuses: 0 success (also a run stopped by SIGINT/SIGTERM), 1 the run (or render, or
-submission) failed, 2 bad input (target, spec, flag or model), 130 interrupted by a second Ctrl-C.
+Exit statuses: 0 success (also an unbounded run stopped by SIGINT/SIGTERM), 1 the run (or render,
+or submission) failed, 2 bad input (target, spec, flag, model or --report path), 128 + the signal
+number (130 SIGINT, 143 SIGTERM) a bounded run stopped by a signal (partial data) or interrupted by
+a second Ctrl-C.
 """
 
 from __future__ import annotations
@@ -9,16 +11,26 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import textwrap
 import traceback
 from collections.abc import Callable, Sequence
 
 from ._errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_RUN_FAILED, RunFailed, UsageError
-from ._mask import Masker, MaskingFormatter
+from ._mask import MASKING_RULE, Masker, MaskingFormatter
 
 __all__ = ["main", "build_parser"]
 
 _EPILOG = ("TARGET is a model function 'package.module:function' or 'path/to/file.py:function' returning a "
            "DataOnlineGenerator, or a YAML job spec (JOB.yaml). Flags override the spec.")
+_RUN_EPILOG = "\n\n".join(textwrap.fill(paragraph, 100) for paragraph in (
+    _EPILOG,
+    f"Secrets: {MASKING_RULE}. The report lists the masked spec fields under \"masked\".",
+    "A param that is exactly one ${VAR} is typed like --param values (42, 2.5, true, null; anything "
+    "else stays text); ${VAR} inside a longer text stays text.",
+    "Exit status: 0 done, also an unbounded (streaming) run stopped by SIGINT/SIGTERM; 1 the run failed; "
+    "2 bad input (target, spec, flag, model, --report path); 128+N a bounded run stopped by signal N "
+    "(130 SIGINT, 143 SIGTERM): sinks closed, summary and report written, data partial.",
+))
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +58,7 @@ def _run_options(parser: argparse.ArgumentParser, *, address: bool) -> None:
     parser.add_argument("--window", metavar="K", help="ticks per lockstep window (default: adaptive)")
     parser.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
                         help="pace ticks to the wall clock (tick k at start + k*tick_ms/speed)")
-    parser.add_argument("--speed", metavar="X", help="realtime speed-up factor (default 1)")
+    parser.add_argument("--speed", metavar="X", help="realtime speed-up factor (default 1; needs --realtime)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,10 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"doge-dist {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    run = sub.add_parser("run", help="run a model or job spec", epilog=_EPILOG)
+    run = sub.add_parser("run", help="run a model or job spec", epilog=_RUN_EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     _model_options(run)
     _run_options(run, address=True)
-    run.add_argument("--report", metavar="OUT.json", help="write a JSON report of the run")
+    run.add_argument("--report", metavar="OUT.json",
+                     help="write a JSON report of the run (the path is checked before the run)")
     run.add_argument("--graph-out", dest="graph_out", metavar="RUN.svg",
                      help="draw the model with observed counts (svg, png, pdf or dot)")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress and no summary table")
@@ -92,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the model)")
     submit.add_argument("--submission-id", dest="submission_id", metavar="ID", help="the job's id")
     submit.add_argument("--no-forward-env", dest="forward_env", action="store_false",
-                        help="do not forward the environment variables the spec interpolates")
+                        help="do not forward the environment variables the spec interpolates (forwarded "
+                        "values are visible in the Ray dashboard; set secrets on the cluster instead)")
     submit.add_argument("--wait", action="store_true", help="wait for the job to finish and print its logs")
     submit.add_argument("--timeout", type=float, default=600.0, metavar="S", help="--wait at most S seconds")
     _common(submit)

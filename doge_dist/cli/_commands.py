@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import re
+import os
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -18,18 +19,16 @@ from typing import Any
 
 from .._errors import ModelError, RunInterrupted
 from ._errors import EXIT_INTERRUPTED, EXIT_OK, RunFailed, UsageError
-from ._mask import SECRET_KEY_RE, Masker
+from ._mask import MASKING_RULE, SECRET_KEY_RE, Masker
 from ._progress import ProgressPrinter
 from ._report import build_report, summary_table, write_report
-from ._spec import GENERATOR_ATTRIBUTES, JobSpec, SpecError, load_spec, resolve_timestamp
+from ._spec import GENERATOR_ATTRIBUTES, JobSpec, SpecError, load_spec, resolve_timestamp, typed_scalar
 from ._target import Target, build_model, load_target
 
 __all__ = ["cmd_run", "cmd_graph", "cmd_inspect", "load_job", "prepare_model", "GRAPH_FORMATS",
-           "describe_failure", "parse_param"]
+           "describe_failure", "parse_param", "check_report_path"]
 
 GRAPH_FORMATS = ("svg", "png", "pdf", "dot")
-_INT = re.compile(r"^[-+]?\d+$")
-_FLOAT = re.compile(r"^[-+]?(\d+\.\d*|\.\d+|\d+(\.\d*)?[eE][-+]?\d+)$")
 
 #: command-line flag -> spec field, for the flags every model command accepts.
 _SETTING_FLAGS = {"subjects": "--subjects", "ticks": "--ticks", "tick_ms": "--tick-ms",
@@ -53,38 +52,29 @@ def parse_param(text: str) -> tuple[str, Any]:
     if not sep or not key.isidentifier():
         raise SpecError(f"expected key=value with a Python identifier as key, got {text!r}",
                         field="params (--param)")
-    lowered = value.strip().lower()
-    if _INT.match(value.strip()):
-        return key, int(value)
-    if _FLOAT.match(value.strip()):
-        return key, float(value)
-    if lowered in ("true", "false"):
-        return key, lowered == "true"
-    if lowered in ("null", "none"):
-        return key, None
-    return key, value
+    return key, typed_scalar(value)
 
 
 def load_job(args: argparse.Namespace, masker: Masker, *, run_flags: bool) -> JobSpec:
     """The job spec (or a bare target) with command-line flags applied on top."""
     if is_spec_path(args.target):
-        spec = load_spec(args.target)
+        spec = load_spec(args.target, masker=masker)
     else:
-        spec = JobSpec()
+        spec = JobSpec(masker=masker)
         spec.override("model", args.target, "TARGET")
-    for secret in spec.masker.secrets:
-        masker.add(secret)
-    spec.masker = masker
     for text in getattr(args, "param", None) or []:
         key, value = parse_param(text)
         if SECRET_KEY_RE.search(key) and isinstance(value, str):
             masker.add(value)
-        spec.params[key] = value
+        spec.set_param(key, value)
     flags = dict(_SETTING_FLAGS, **(_RUN_FLAGS if run_flags else {}))
     for name, flag in flags.items():
         value = getattr(args, name, None)
         if value is not None:
             spec.override(name, value, flag)
+    if run_flags and getattr(args, "speed", None) is not None and spec.settings.get("realtime") is not True:
+        raise UsageError("--speed needs --realtime (or 'realtime: true' in the job spec): the speed only "
+                         "paces realtime runs")
     return spec
 
 
@@ -186,12 +176,41 @@ def _register_pickle_by_value(target: Target) -> None:
         pass
 
 
+def check_report_path(path: str) -> None:
+    """Refuse (exit 2) a ``--report`` path that could not be written, before anything runs."""
+    target = Path(path).absolute()
+    try:
+        if target.is_dir():
+            example = Path(path) / "report.json"
+            raise UsageError(f"--report {path}: is a directory; name a file, e.g. {example}")
+        if target.exists() and not os.access(target, os.W_OK):
+            raise UsageError(f"--report {path}: the file exists and is not writable")
+        existing = target.parent
+        while not existing.exists():
+            existing = existing.parent
+    except OSError as exc:
+        raise UsageError(f"--report {path}: cannot check the path: {exc.strerror or exc}") from None
+    if not existing.is_dir():
+        raise UsageError(f"--report {path}: {existing} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise UsageError(f"--report {path}: cannot write in {existing}: {exc.strerror or exc}") from None
+
+
 def cmd_run(args: argparse.Namespace, masker: Masker) -> int:
-    """``doge-dist run``: build the model, run it, print the summary, write report and graph."""
+    """``doge-dist run``: build the model, run it, print the summary, write report and graph.
+
+    A bounded run stopped by SIGINT/SIGTERM exits 128 + the signal number (its data is partial);
+    an unbounded (streaming) run stopped that way exits 0.
+    """
     started_at = _dt.datetime.now(_dt.timezone.utc)
     t_build = time.perf_counter()
     spec = load_job(args, masker, run_flags=True)
     _check_graph_out(args.graph_out)
+    if args.report:
+        check_report_path(args.report)
     target, generator = prepare_model(spec)
     settings = spec.settings
     workers = settings.get("workers", 1)
@@ -215,14 +234,16 @@ def cmd_run(args: argparse.Namespace, masker: Masker) -> int:
     exit_code = EXIT_OK
     t_run = time.perf_counter()
     failure: BaseException | None = None
+    signals: list[int] = []
     try:
-        with _stop_on_signals(stop, sys.stderr):
+        with _stop_on_signals(stop, sys.stderr) as signals:
             try:
                 result = generator.start(workers=workers, ray_address=ray_address,
                                          window=settings.get("window"), realtime=realtime, speed=speed,
                                          progress=printer, stop_event=stop)
-            except RunInterrupted as exc:
+            except RunInterrupted as exc:  # the engine's own Ctrl-C handling (not in the main thread)
                 result = exc.result
+                signals.append(signal.SIGINT)
     except KeyboardInterrupt:
         status, exit_code = "interrupted", EXIT_INTERRUPTED
         error = "interrupted by a second Ctrl-C; sinks were closed"
@@ -233,30 +254,43 @@ def cmd_run(args: argparse.Namespace, masker: Masker) -> int:
         if printer:
             printer.finish()
     run_s = time.perf_counter() - t_run
+    stopped_by = signal.Signals(signals[0]).name if signals else None
     if result is not None and result.stopped:
         status = "stopped"
+        if generator.ticks_num is not None and signals:  # a bounded run cut short: partial data
+            exit_code = 128 + signals[0]
+            error = (f"stopped by {stopped_by} after {result.ticks:,} of {generator.ticks_num:,} ticks; "
+                     "the sinks were closed, the data is partial")
 
+    if result is not None and not args.quiet:
+        print(summary_table(result, status=status, tick_ms=generator.tick_ms, realtime=realtime, speed=speed,
+                            mask=masker.mask), flush=True)
+    if result is not None and realtime and result.max_lag_s > generator.tick_ms / 1000.0 / speed:
+        sys.stderr.write(f"doge-dist: warning: the run fell behind the wall clock by up to "
+                         f"{result.max_lag_s:.3f} s (more than one tick)\n")
+    report_error: str | None = None
     if args.report:
         report = build_report(
             status=status, masker=masker, spec=spec.resolved(), fingerprint=generator.model_fingerprint(),
             seed=result.seed if result is not None else generator.seed, result=result,
             started_at=started_at, finished_at=_dt.datetime.now(_dt.timezone.utc), build_s=build_s,
-            run_s=run_s, error=error, generator=generator_settings(generator))
-        write_report(args.report, report)
-    if isinstance(failure, ModelError):
-        raise UsageError(f"model {spec.model!r} is invalid: {error}") from failure
+            run_s=run_s, error=error, generator=generator_settings(generator),
+            masked=spec.masked_fields(), masking=MASKING_RULE, stopped_by=stopped_by)
+        try:
+            write_report(args.report, report)
+        except OSError as exc:
+            report_error = f"could not write --report {args.report}: {exc.strerror or exc}"
+            if failure is not None or exit_code != EXIT_OK:
+                sys.stderr.write(masker.mask(f"doge-dist: error: {report_error}") + "\n")
+    if isinstance(failure, ModelError):  # raised by start() before the run began: bad input
+        raise UsageError(f"model {spec.model!r} is invalid for this run: {error}") from failure
     if failure is not None:
         raise RunFailed(f"run failed: {error}") from failure
-    if exit_code != EXIT_OK:
+    if result is None:  # interrupted by a second Ctrl-C
         sys.stderr.write(f"doge-dist: {error}\n")
         return exit_code
-    assert result is not None
-    if not args.quiet:
-        print(masker.mask(summary_table(result, status=status, tick_ms=generator.tick_ms, realtime=realtime,
-                                        speed=speed)), flush=True)
-    if realtime and result.max_lag_s > generator.tick_ms / 1000.0 / speed:
-        sys.stderr.write(f"doge-dist: warning: the run fell behind the wall clock by up to "
-                         f"{result.max_lag_s:.3f} s (more than one tick)\n")
+    if report_error is not None and exit_code == EXIT_OK:
+        raise RunFailed(report_error)
     if args.graph_out:
         try:
             from .._grapher import DataOnlineGeneratorGrapher
@@ -265,8 +299,10 @@ def cmd_run(args: argparse.Namespace, masker: Masker) -> int:
         except Exception as exc:
             raise RunFailed(f"could not draw --graph-out {args.graph_out}: {describe_failure(exc)}") from exc
         if not args.quiet:
-            print(f"graph with observed counts written to {written}")
-    return EXIT_OK
+            print(masker.mask(f"graph with observed counts written to {written}"))
+    if exit_code != EXIT_OK:  # a bounded run stopped by a signal
+        sys.stderr.write(masker.mask(f"doge-dist: {error}") + "\n")
+    return exit_code
 
 
 # -- graph ---------------------------------------------------------------------------------------

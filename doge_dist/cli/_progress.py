@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from .._result import Progress
@@ -19,8 +20,12 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def format_progress(p: Progress, tick_s: float | None = None) -> str:
-    """One status line for a Progress snapshot."""
+def _same(text: str) -> str:
+    return text
+
+
+def format_progress(p: Progress, tick_s: float | None = None, mask: Callable[[str], str] = _same) -> str:
+    """One status line for a Progress snapshot (``mask`` is applied to the sink names)."""
     if p.ticks_total:
         pct = 100.0 * p.ticks_done / p.ticks_total
         parts = [f"tick {p.ticks_done:,}/{p.ticks_total:,} ({pct:.1f}%)"]
@@ -33,7 +38,7 @@ def format_progress(p: Progress, tick_s: float | None = None) -> str:
         per_tick = p.elapsed_s / p.ticks_done if tick_s is None else tick_s
         parts.append(f"ETA {format_duration(remaining * per_tick)}")
     if p.events_by_sink:
-        parts.append(", ".join(f"{name}: {count:,}" for name, count in p.events_by_sink.items()))
+        parts.append(", ".join(f"{mask(name)}: {count:,}" for name, count in p.events_by_sink.items()))
     if p.lag_s > 0.0005:
         parts.append(f"lag {p.lag_s:.3f} s")
     return " | ".join(parts)
@@ -43,7 +48,7 @@ class ProgressPrinter:
     """A ``progress`` callback for ``generator.start()``.
 
     On a terminal it redraws one line; otherwise (forced with ``--progress``) it writes a line
-    at most every ``interval`` seconds. Secrets are masked (sink names may hold URLs).
+    at most every ``interval`` seconds. Sink names are masked (they may hold URLs and secrets).
     """
 
     def __init__(self, stream: TextIO, masker: Masker, *, tty: bool, tick_s: float | None = None,
@@ -65,7 +70,7 @@ class ProgressPrinter:
             return
         self._last = now
         self.updates += 1
-        line = self.masker.mask(format_progress(progress, self.tick_s))
+        line = format_progress(progress, self.tick_s, mask=self.masker.mask)
         if self.tty:
             pad = max(0, self._width - len(line))
             self.stream.write("\r" + line + " " * pad)

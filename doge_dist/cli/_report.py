@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import platform
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -42,21 +43,29 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
+def _same(text: str) -> str:
+    return text
+
+
 def summary_table(result: RunResult, *, status: str, tick_ms: int | None = None,
-                  realtime: bool = False, speed: float = 1.0) -> str:
-    """Events and vetoes per trigger, events and delivery stats per sink, rate and time."""
+                  realtime: bool = False, speed: float = 1.0, mask: Callable[[str], str] = _same) -> str:
+    """Events and vetoes per trigger, events and delivery stats per sink, rate and time.
+
+    ``mask`` is applied to the names (triggers, sinks), not to the table around them.
+    """
     ticks = f"{result.ticks:,} ticks"
     head = (f"doge-dist: run {status}: {result.subjects:,} subjects x {ticks} in {result.elapsed_s:.2f} s "
             f"(workers {result.workers}, seed {result.seed})")
     lines = [head, ""]
     triggers = list(dict.fromkeys([*result.events_by_trigger, *result.vetoed_by_trigger]))
-    rows = [[t, f"{result.events_by_trigger.get(t, 0):,}", f"{result.vetoed_by_trigger.get(t, 0):,}"]
+    rows = [[mask(t), f"{result.events_by_trigger.get(t, 0):,}", f"{result.vetoed_by_trigger.get(t, 0):,}"]
             for t in triggers]
     rows.append(["total", f"{result.total_events:,}", f"{result.total_vetoed:,}"])
     lines += _table(["trigger", "events", "vetoed"], rows)
     if result.events_by_sink:
         stat_keys = list(dict.fromkeys(k for stats in result.sink_stats.values() for k in stats))
-        rows = [[name, f"{count:,}", *(_count(result.sink_stats.get(name, {}).get(k)) for k in stat_keys)]
+        rows = [[mask(name), f"{count:,}",
+                 *(_count(result.sink_stats.get(name, {}).get(k)) for k in stat_keys)]
                 for name, count in result.events_by_sink.items()]
         lines.append("")
         lines += _table(["sink", "events", *stat_keys], rows)
@@ -89,15 +98,25 @@ def build_report(
     run_s: float | None,
     error: str | None = None,
     generator: dict[str, Any] | None = None,
+    masked: list[str] | None = None,
+    masking: str | None = None,
+    stopped_by: str | None = None,
 ) -> dict[str, Any]:
-    """The JSON report of a run (every string masked)."""
+    """The JSON report of a run (every string masked).
+
+    ``masked`` lists the spec fields shown (partly) as ``***`` and ``masking`` states the rule;
+    ``stopped_by`` names the signal that stopped the run, if one did.
+    """
     report: dict[str, Any] = {
         "format": REPORT_FORMAT,
         "status": status,
         "error": error,
+        "stopped_by": stopped_by,
         "model_fingerprint": fingerprint,
         "seed": seed,
         "spec": spec,
+        "masked": list(masked or []),
+        "masking": masking,
         "generator": generator,
         "versions": package_versions(),
         "timings": {

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ._mask import SECRET_VAR_RE, Masker
+from ._mask import MASK, NUMERIC_FIELDS, SECRET_KEY_RE, SECRET_VAR_RE, Masker, masked_paths
 
 __all__ = [
     "FIELDS",
@@ -26,6 +26,7 @@ __all__ = [
     "load_spec",
     "parse_spec_text",
     "interpolate",
+    "typed_scalar",
     "validate_field",
     "resolve_timestamp",
 ]
@@ -45,6 +46,15 @@ FIELDS = ("model", "params", *GENERATOR_ATTRIBUTES, *RUN_FIELDS, "description")
 _VAR = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _VAR_BODY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$", re.DOTALL)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_INT = re.compile(r"^[-+]?\d+$")
+_FLOAT = re.compile(r"^[-+]?(\d+\.\d*|\.\d+|\d+(\.\d*)?[eE][-+]?\d+)$")
+_URL_BEFORE_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:[^@/\s]*$")
+_URL_AFTER_PASSWORD = re.compile(r"[^@/\s]*@")
+_NUMERIC_PARAMS = frozenset(f"params.{name}" for name in NUMERIC_FIELDS)
+
+
+def _is_word(char: str) -> bool:
+    return char.isalnum() or char == "_"
 
 
 class SpecError(ValueError):
@@ -70,7 +80,8 @@ class JobSpec:
     """A validated job: the model target, its params and the settings that were given.
 
     ``settings`` holds only the fields present in the spec or on the command line, so absent
-    fields keep what the model function set (``ticks: None`` means unbounded).
+    fields keep what the model function set (``ticks: None`` means unbounded). ``shown`` and
+    ``shown_params`` hold how reports show the fields whose values came from ``${VAR}``.
     """
 
     model: str | None = None
@@ -80,7 +91,10 @@ class JobSpec:
     path: Path | None = None
     lines: dict[str, int] = field(default_factory=dict)
     env_vars: list[str] = field(default_factory=list)
+    secret_vars: list[str] = field(default_factory=list)
     masker: Masker = field(default_factory=Masker)
+    shown: dict[str, Any] = field(default_factory=dict)
+    shown_params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def base_dir(self) -> Path:
@@ -93,66 +107,194 @@ class JobSpec:
             validated = validate_field(name, value)
         except ValueError as exc:
             raise SpecError(str(exc), field=f"{name} ({origin})") from None
+        if name == "params":
+            self.params.update(validated)
+            for key in validated:
+                self.shown_params.pop(key, None)
+            return
+        self.shown.pop(name, None)
         if name == "model":
             self.model = validated
-        elif name == "params":
-            self.params.update(validated)
         else:
             self.settings[name] = validated
 
-    def resolved(self) -> dict[str, Any]:
-        """The spec as it will run (secrets masked): for reports."""
-        data: dict[str, Any] = {"model": self.model, "params": dict(self.params)}
+    def set_param(self, key: str, value: Any) -> None:
+        """A ``--param`` value (shown as given unless its key is named like a secret)."""
+        self.params[key] = value
+        self.shown_params.pop(key, None)
+
+    def _data(self, *, shown: bool) -> dict[str, Any]:
+        params = dict(self.params)
+        if shown:
+            params.update(self.shown_params)
+        data: dict[str, Any] = {"model": self.shown.get("model", self.model) if shown else self.model,
+                                "params": params}
         for name in FIELDS:
             if name in self.settings:
-                data[name] = self.settings[name]
+                data[name] = self.shown.get(name, self.settings[name]) if shown else self.settings[name]
         if self.path is not None:
             data["spec_file"] = str(self.path)
-        return self.masker.mask_data(data, mask_keys=True)
+        return data
+
+    def resolved(self) -> dict[str, Any]:
+        """The spec as it will run, secrets masked (see MASKING_RULE): for reports."""
+        return self.masker.mask_data(self._data(shown=True), mask_keys=True)
+
+    def masked_fields(self) -> list[str]:
+        """The fields (``params.db_url``...) whose values ``resolved()`` shows (partly) masked."""
+        return masked_paths(self._data(shown=False), self.resolved())
 
 
 # -- interpolation -----------------------------------------------------------------------------
 
 
-def interpolate(value: Any, where: str, environ: Mapping[str, str], masker: Masker,
-                used: list[str]) -> Any:
-    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of ``value`` (``$${`` is a literal ``${``).
+def typed_scalar(text: str) -> Any:
+    """Decimal integers and floats, true/false and null/none are typed; anything else stays text.
 
-    Values of variables named like secrets are registered with ``masker``.
+    The rule of ``--param key=value`` and of a scalar that is one whole ``${VAR}``.
     """
-    if isinstance(value, str):
-        return _interpolate_text(value, where, environ, masker, used)
-    if isinstance(value, dict):
-        return {k: interpolate(v, f"{where}.{k}", environ, masker, used) for k, v in value.items()}
-    if isinstance(value, list):
-        return [interpolate(v, f"{where}[{i}]", environ, masker, used) for i, v in enumerate(value)]
-    return value
+    stripped = text.strip()
+    lowered = stripped.lower()
+    if _INT.match(stripped):
+        return int(stripped)
+    if _FLOAT.match(stripped):
+        return float(stripped)
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("null", "none"):
+        return None
+    return text
 
 
-def _interpolate_text(text: str, where: str, environ: Mapping[str, str], masker: Masker,
-                      used: list[str]) -> str:
-    def replace(match: re.Match[str]) -> str:
-        if match.group(0) == "$${":
-            return "${"
+@dataclass(frozen=True)
+class _Substitution:
+    """One ``${VAR}`` replaced by ``value``; ``strict`` when it is certainly a secret."""
+
+    var: str
+    value: str
+    strict: bool
+
+
+def _last_key(where: str) -> str:
+    return re.sub(r"\[\d+\]$", "", where).rpartition(".")[2]
+
+
+def _in_url_password(text: str, match: re.Match[str]) -> bool:
+    """The reference stands where ``scheme://user:PASSWORD@host`` has its password."""
+    return bool(_URL_BEFORE_PASSWORD.search(text[:match.start()])
+                and _URL_AFTER_PASSWORD.match(text[match.end():]))
+
+
+class _Interpolator:
+    """Substitutes ``${VAR}`` / ``${VAR:-default}`` in a value, keeping what to mask.
+
+    ``run()`` returns the value and the value as reports show it (every substituted part ``***``).
+    A param scalar that is exactly one ``${...}`` is typed with :func:`typed_scalar`, quoted or not
+    (flow mappings need the quotes); top-level fields are typed by their validators. A param named
+    like a numeric run setting that gets a number, boolean or null this way is shown as it is.
+    """
+
+    def __init__(self, environ: Mapping[str, str], used: list[str]) -> None:
+        self.environ = environ
+        self.used = used
+        self.substitutions: list[_Substitution] = []
+        self.glued: list[str] = []  # whole strings in which a value touches word characters
+
+    def run(self, value: Any, where: str) -> tuple[Any, Any]:
+        if isinstance(value, str):
+            return self._text(value, where)
+        if isinstance(value, dict):
+            result, shown = {}, {}
+            for key, item in value.items():
+                result[key], shown[key] = self.run(item, f"{where}.{key}")
+            return result, shown
+        if isinstance(value, list):
+            pairs = [self.run(item, f"{where}[{i}]") for i, item in enumerate(value)]
+            return [p[0] for p in pairs], [p[1] for p in pairs]
+        return value, value
+
+    def _text(self, text: str, where: str) -> tuple[Any, Any]:
+        matches = list(_VAR.finditer(text))
+        if not matches:
+            return text, text
+        key = _last_key(where)
+        parts: list[str] = []
+        shown: list[str] = []
+        found: list[_Substitution] = []
+        glued = False
+        pos = 0
+        for match in matches:
+            parts.append(text[pos:match.start()])
+            shown.append(text[pos:match.start()])
+            pos = match.end()
+            if match.group(0) == "$${":
+                parts.append("${")
+                shown.append("${")
+                continue
+            name, value = self._resolve(match, where)
+            strict = bool(SECRET_VAR_RE.search(name) or SECRET_KEY_RE.search(key)
+                          or _in_url_password(text, match))
+            found.append(_Substitution(name, value, strict))
+            glued = glued or (match.start() > 0 and _is_word(text[match.start() - 1])) \
+                or (match.end() < len(text) and _is_word(text[match.end()]))
+            parts.append(value)
+            shown.append(MASK if value else "")
+        parts.append(text[pos:])
+        shown.append(text[pos:])
+        result: Any = "".join(parts)
+        shown_text = "".join(shown)
+        whole = len(matches) == 1 and matches[0].span() == (0, len(text)) and matches[0].group(0) != "$${"
+        if whole and where.startswith("params."):  # top-level fields have validators
+            typed = typed_scalar(result)
+            if not isinstance(typed, str):
+                if where in _NUMERIC_PARAMS:  # e.g. params.subjects: ${N:-50}
+                    return typed, typed
+                result = typed
+        if glued:
+            self.glued.append("".join(parts))
+        self.substitutions += found
+        return result, shown_text
+
+    def _resolve(self, match: re.Match[str], where: str) -> tuple[str, str]:
         body = match.group(1)
         parsed = _VAR_BODY.match(body) if body is not None else None
         if parsed is None:
             raise SpecError(f"malformed variable reference {match.group(0)!r}: use ${{NAME}} or "
                             f"${{NAME:-default}}", field=where)
         name, default = parsed.group(1), parsed.group(2)
-        if name not in used:
-            used.append(name)
-        current = environ.get(name)
+        if name not in self.used:
+            self.used.append(name)
+        current = self.environ.get(name)
         if current is None or (current == "" and default is not None):
             if default is None:
                 raise SpecError(f"environment variable {name} is not set (use ${{{name}:-default}} "
                                 "for a default)", field=where)
             current = default
-        if SECRET_VAR_RE.search(name):
-            masker.add(current)
-        return current
+        return name, current
 
-    return _VAR.sub(replace, text)
+    def register(self, masker: Masker, secret_vars: list[str]) -> None:
+        """Tell ``masker`` every substituted value (secrets everywhere, the rest as whole tokens)."""
+        for sub in self.substitutions:
+            if sub.strict:
+                masker.add(sub.value)
+                if sub.var not in secret_vars:
+                    secret_vars.append(sub.var)
+            else:
+                masker.add_token(sub.value)
+        for text in self.glued:
+            masker.add_token(text)
+
+
+def interpolate(value: Any, where: str, environ: Mapping[str, str], masker: Masker,
+                used: list[str]) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of ``value`` (``$${`` is a literal ``${``).
+
+    Every substituted value is registered with ``masker`` (see :data:`MASKING_RULE`).
+    """
+    interpolator = _Interpolator(environ, used)
+    result, _ = interpolator.run(value, where)
+    interpolator.register(masker, [])
+    return result
 
 
 # -- field validation --------------------------------------------------------------------------
@@ -315,8 +457,9 @@ def resolve_timestamp(value: int | str) -> int:
 # -- loading -----------------------------------------------------------------------------------
 
 
-def load_spec(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> JobSpec:
-    """Read and validate a YAML job spec."""
+def load_spec(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None,
+              masker: Masker | None = None) -> JobSpec:
+    """Read and validate a YAML job spec (``masker`` learns the interpolated values to mask)."""
     spec_path = Path(path)
     try:
         text = spec_path.read_text(encoding="utf-8")
@@ -324,12 +467,13 @@ def load_spec(path: str | os.PathLike[str], environ: Mapping[str, str] | None = 
         raise SpecError(f"job spec not found: {spec_path}") from None
     except OSError as exc:
         raise SpecError(f"cannot read job spec {spec_path}: {exc.strerror or exc}") from None
-    spec = parse_spec_text(text, source=str(spec_path), environ=environ)
+    spec = parse_spec_text(text, source=str(spec_path), environ=environ, masker=masker)
     spec.path = spec_path.resolve()
     return spec
 
 
-def parse_spec_text(text: str, source: str = "<spec>", environ: Mapping[str, str] | None = None) -> JobSpec:
+def parse_spec_text(text: str, source: str = "<spec>", environ: Mapping[str, str] | None = None,
+                    masker: Masker | None = None) -> JobSpec:
     """Parse and validate YAML text (``source`` names it in errors)."""
     environ = os.environ if environ is None else environ
     loader = yaml.SafeLoader(text)
@@ -367,10 +511,11 @@ def parse_spec_text(text: str, source: str = "<spec>", environ: Mapping[str, str
     finally:
         loader.dispose()
 
-    spec = JobSpec(lines=lines)
+    spec = JobSpec(lines=lines, masker=masker if masker is not None else Masker())
     for key, value in raw.items():
+        interpolator = _Interpolator(environ, spec.env_vars)
         try:
-            value = interpolate(value, key, environ, spec.masker, spec.env_vars)
+            value, shown = interpolator.run(value, key)
         except SpecError as exc:
             where = exc.field or key
             line = lines.get(where, lines[key])
@@ -378,7 +523,15 @@ def parse_spec_text(text: str, source: str = "<spec>", environ: Mapping[str, str
         try:
             validated = validate_field(key, value)
         except ValueError as exc:
-            raise SpecError(str(exc), field=key, line=lines[key], source=source) from None
+            interpolator.register(spec.masker, spec.secret_vars)
+            raise SpecError(spec.masker.mask(str(exc)), field=key, line=lines[key], source=source) from None
+        if key not in NUMERIC_FIELDS:  # valid numeric run settings are shown as they are
+            interpolator.register(spec.masker, spec.secret_vars)
+            if key == "params":
+                spec.shown_params = {k: shown[k] for k in validated
+                                     if shown[k] is not validated[k] and shown[k] != validated[k]}
+            elif shown != value:
+                spec.shown[key] = shown
         if key == "model":
             spec.model = validated
         elif key == "params":
@@ -390,6 +543,9 @@ def parse_spec_text(text: str, source: str = "<spec>", environ: Mapping[str, str
     if spec.model is None:
         raise SpecError("is required: the model target 'package.module:function' or "
                         "'path/to/file.py:function'", field="model", source=source)
+    if "speed" in spec.settings and spec.settings.get("realtime") is not True:
+        raise SpecError("needs 'realtime: true': speed only paces realtime runs (remove it, or add "
+                        "realtime: true)", field="speed", line=lines.get("speed"), source=source)
     return spec
 
 

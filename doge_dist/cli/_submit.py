@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import EXIT_OK, EXIT_RUN_FAILED, RunFailed, UsageError
-from ._mask import Masker
+from ._mask import SECRET_KEY_RE, SECRET_VAR_RE, Masker
 from ._spec import JobSpec
 from ._target import is_file_target, parse_target
 
 __all__ = ["cmd_submit", "working_dir_for", "build_entrypoint", "EXCLUDES", "wait_for_job", "connect",
-           "local_auth_token"]
+           "local_auth_token", "secret_env_warning", "secret_param_warning"]
 
 EXCLUDES = [".git", ".venv", "venv", "__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache", ".mypy_cache",
             "*.egg-info", "node_modules"]
@@ -150,6 +150,26 @@ def wait_for_job(client: Any, job_id: str, timeout: float, poll: float = 0.5) ->
     return status
 
 
+def secret_env_warning(spec: JobSpec, forwarded: list[str]) -> str | None:
+    """A warning naming the forwarded variables that look secret, or None."""
+    secret = [name for name in sorted(forwarded) if name in spec.secret_vars or SECRET_VAR_RE.search(name)]
+    if not secret:
+        return None
+    return (f"doge-dist: warning: forwarding {', '.join(secret)} to the Ray job in clear text (runtime_env "
+            "env_vars, visible to anyone who can open the Ray dashboard or the Jobs API); use "
+            "--no-forward-env and set them on the cluster instead (e.g. from a Kubernetes Secret)")
+
+
+def secret_param_warning(params: list[str]) -> str | None:
+    """A warning naming ``--param`` keys that look secret: they travel in the job's entrypoint."""
+    keys = [text.partition("=")[0].strip() for text in params]
+    secret = [key for key in keys if SECRET_KEY_RE.search(key)]
+    if not secret:
+        return None
+    return (f"doge-dist: warning: --param {', '.join(secret)} is part of the Ray job's entrypoint, in clear "
+            "text in the Ray dashboard; put it in the job spec as ${VAR} and set VAR on the cluster instead")
+
+
 def cmd_submit(args: argparse.Namespace, masker: Masker) -> int:
     """Submit the spec as a Ray Job; optionally wait for it and print its logs."""
     from ._commands import is_spec_path, load_job
@@ -173,6 +193,11 @@ def cmd_submit(args: argparse.Namespace, masker: Masker) -> int:
     runtime_env: dict[str, Any] = {"working_dir": str(working_dir), "excludes": list(EXCLUDES)}
     if env_vars:
         runtime_env["env_vars"] = env_vars
+    for warning in (secret_env_warning(spec, list(env_vars)) if env_vars else None,
+                    secret_param_warning(getattr(args, "param", None) or [])):
+        if warning:
+            sys.stderr.write(warning + "\n")
+            sys.stderr.flush()
 
     try:
         from ray.job_submission import JobSubmissionClient
