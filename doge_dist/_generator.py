@@ -31,9 +31,19 @@ def _callable_identity(fn: Any) -> Any:
                 sorted((k, _callable_identity(v)) for k, v in fn.keywords.items()))
     if isinstance(fn, (str, int, float, bool, bytes)) or fn is None:
         return repr(fn)
-    module = getattr(fn, "__module__", None) or type(fn).__module__
-    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
-    return f"{module}.{name}"
+    target = fn if hasattr(fn, "__qualname__") else type(fn)
+    return (target.__qualname__, _source_digest(target))
+
+
+def _source_digest(obj: Any) -> str | None:
+    """A digest of an object's source code, so that changed callbacks change the fingerprint
+    (the module name is left out: the same file may be imported under different names)."""
+    import inspect
+
+    try:
+        return hashlib.sha256(inspect.getsource(obj).encode()).hexdigest()[:16]
+    except (OSError, TypeError):
+        return None
 
 
 class DataOnlineGenerator(Generic[Subject]):
@@ -141,11 +151,12 @@ class DataOnlineGenerator(Generic[Subject]):
         return compile_model(self.states, self.initial_state, self.transitions)
 
     def model_fingerprint(self) -> str:
-        """A sha256 over everything that determines the output (model, population, seed)."""
+        """A sha256 over what determines the output: states, transitions (with the source code of
+        callbacks and of the factory's class), population, ticks, timestamps and seed."""
         h = hashlib.sha256()
         parts: list[Any] = [self.states, self.initial_state, self.subjects_num, self.ticks_num,
                             self.tick_ms, self.timestamp_start, self.seed,
-                            type(self.subject_factory).__qualname__]
+                            _callable_identity(type(self.subject_factory))]
         for tr in self.transitions:
             parts.append((tr.trigger, tr.from_state, tr.to_state, repr(float(tr.probability)),
                           _callable_identity(tr.action_callback),
