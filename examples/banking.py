@@ -132,8 +132,12 @@ def _read(path: str) -> str:
 
 def make_sink(kind: str | EventSink | None, *, path: str | None = None, bootstrap_servers: str | None = None,
               schema_registry_url: str | None = None, db_url: str | None = None,
-              topic: str = "doge_events", table: str = "events") -> EventSink:
-    """Build one of the example's sinks by name."""
+              topic: str = "doge_events", table: str = "events", connect_timeout: float = 10) -> EventSink:
+    """Build one of the example's sinks by name.
+
+    ``"postgres"`` creates ``table`` if needed; a database that does not answer within
+    ``connect_timeout`` seconds is a ``ConnectionError`` naming the URL (password masked).
+    """
     if kind is None or kind == "print":
         return PrintingSink(format_event)
     if not isinstance(kind, str):
@@ -161,12 +165,20 @@ def make_sink(kind: str | EventSink | None, *, path: str | None = None, bootstra
 
         from doge_dist import DbSinkFactory
 
-        url = db_url or "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-        engine = sa.create_engine(url)
-        with engine.begin() as conn:
-            conn.execute(sa.text(EVENTS_TABLE_DDL.format(table=table)))
-        engine.dispose()
-        return DbSinkFactory(url).create(table, row_mapper)
+        factory = DbSinkFactory(db_url or "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+                                connect_timeout=connect_timeout)
+        # the factory's URL names an installed driver (postgresql:// -> postgresql+psycopg://) and its
+        # connect_args bound the waits (connect_timeout, statement timeout)
+        engine = sa.create_engine(factory.db_url, connect_args=factory.connect_args())
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(EVENTS_TABLE_DDL.format(table=table)))
+        except sa.exc.DBAPIError as exc:
+            raise ConnectionError(f"make_sink('postgres'): cannot create table {table} in the database at "
+                                  f"{factory.masked_url}: {factory.connection_error(exc)}") from exc
+        finally:
+            engine.dispose()
+        return factory.create(table, row_mapper)
     raise ValueError(f"unknown sink {kind!r}; use print, count, jsonl, kafka, kafka-avro or postgres")
 
 

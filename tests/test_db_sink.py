@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import pickle
 import socket
+import threading
 import uuid
 from dataclasses import dataclass
 
 import pytest
 import sqlalchemy as sa
+from test_kafka_sink import run_bounded, silent_server
 
 from doge_dist import ModelError, SinkError, Transition
-from doge_dist.sinks._db import DbSink, DbSinkFactory
+from doge_dist.sinks import _db
+from doge_dist.sinks._db import DbSink, DbSinkFactory, normalize_db_url
 
 pytestmark = pytest.mark.services
 
@@ -332,6 +335,242 @@ def test_a_relative_sqlite_path_is_relative_to_where_the_factory_was_made(tmp_pa
         assert helper.count(name) == 5
     finally:
         helper.drop_all()
+
+
+# ---------------------------------------------------------------------------- bounded waits
+
+
+class FreezableProxy:
+    """Forwards TCP connections to a server until ``freeze()``; from then on it keeps every
+    connection open and swallows what arrives: a server that takes packets but never answers."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.frozen = threading.Event()
+        self.stopped = threading.Event()
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client = self.listener.accept()[0]
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                return
+            upstream.settimeout(None)
+            self.sockets += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        while True:
+            try:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if self.frozen.is_set():
+                    self.stopped.wait()  # taken, never passed on
+                    break
+                dst.sendall(data)
+            except OSError:
+                break
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def freeze(self) -> None:
+        self.frozen.set()
+
+    def close(self) -> None:
+        self.stopped.set()
+        for sock in [self.listener, *self.sockets]:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+
+def _collect_all(sink: DbSink, events) -> None:
+    for ts, subject, transition in events:
+        sink.collect(ts, subject, transition)
+
+
+@pytest.mark.parametrize("copy", [True, False])
+def test_postgres_locked_table_fails_the_batch_within_the_statement_timeout(postgres_url, copy):
+    helper = Tables(postgres_url)
+    try:
+        name = helper.create()
+        sink = DbSinkFactory(postgres_url, copy=copy, statement_timeout_s=1).create(
+            name, account_row, batch_size=10)
+        events = make_events(20)
+        _collect_all(sink, events[:10])  # one batch in: the connection and the table are known
+        with helper.engine.connect() as locker:  # another session holds the table
+            locker.execute(sa.text(f"LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE"))
+            _, error = run_bounded(lambda: _collect_all(sink, events[10:]), 30)
+            locker.rollback()
+        assert isinstance(error, SinkError), error
+        assert (error.delivered, error.failed) == (10, 10)
+        assert "rolled back" in str(error) and "statement timeout" in str(error)
+        assert "statement_timeout_s=1" in str(error)
+        sink.close()
+        assert [r[0] for r in helper.rows(name)] == list(range(10))
+    finally:
+        helper.drop_all()
+
+
+def test_mariadb_locked_table_fails_the_batch_within_the_lock_wait_bound(mariadb_url):
+    helper = Tables(mariadb_url)
+    try:
+        name = helper.create()
+        sink = DbSinkFactory(mariadb_url, statement_timeout_s=1).create(name, account_row, batch_size=10)
+        events = make_events(20)
+        _collect_all(sink, events[:10])
+        with helper.engine.connect() as locker:
+            locker.exec_driver_sql(f"LOCK TABLES {name} WRITE")
+            try:
+                _, error = run_bounded(lambda: _collect_all(sink, events[10:]), 30)
+            finally:
+                locker.exec_driver_sql("UNLOCK TABLES")
+        assert isinstance(error, SinkError), error
+        assert (error.delivered, error.failed) == (10, 10)
+        assert "Lock wait timeout exceeded" in str(error) and "statement_timeout_s=1" in str(error)
+        sink.close()
+        assert [r[0] for r in helper.rows(name)] == list(range(10))
+    finally:
+        helper.drop_all()
+
+
+def test_sqlite_locked_database_fails_the_batch_within_the_statement_timeout(tmp_path):
+    url = f"sqlite:///{tmp_path / 'locked.db'}"
+    helper = Tables(url)
+    try:
+        name = helper.create()
+        sink = DbSinkFactory(url, statement_timeout_s=0.5).create(name, account_row, batch_size=10)
+        events = make_events(20)
+        _collect_all(sink, events[:10])
+        with helper.engine.connect() as locker:  # another writer holds the database
+            locker.exec_driver_sql("BEGIN EXCLUSIVE")
+            _, error = run_bounded(lambda: _collect_all(sink, events[10:]), 30)
+            locker.rollback()
+        assert isinstance(error, SinkError), error
+        assert (error.delivered, error.failed) == (10, 10)
+        assert "database is locked (statement_timeout_s=0.5)" in str(error)
+        sink.close()
+        assert helper.count(name) == 10
+    finally:
+        helper.drop_all()
+
+
+@pytest.mark.parametrize("server", ["postgres", "mariadb"])
+def test_a_database_that_stops_answering_fails_the_batch(request, server):
+    url = sa.engine.make_url(request.getfixturevalue(f"{server}_url"))
+    helper = Tables(url.render_as_string(hide_password=False))
+    proxy = FreezableProxy(url.host, url.port)
+    try:
+        name = helper.create()
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        factory = DbSinkFactory(proxied, statement_timeout_s=1)
+        sink = factory.create(name, account_row, batch_size=10)
+        events = make_events(20)
+        _collect_all(sink, events[:10])  # through the proxy, connection kept in the pool
+        proxy.freeze()  # the server "hangs": TCP still up, no answer ever
+        _, error = run_bounded(lambda: _collect_all(sink, events[10:]), 30)
+        assert isinstance(error, SinkError), error
+        assert (error.delivered, error.failed) == (10, 10)
+        assert "statement_timeout_s=1" in str(error)
+        if server == "postgres":  # the watchdog cut the connection
+            assert "no answer from the database within" in str(error)
+        run_bounded(sink.close, 30)
+        assert factory._engine is None
+        assert [r[0] for r in helper.rows(name)] == list(range(10))
+    finally:
+        proxy.close()
+        helper.drop_all()
+
+
+def test_bounding_connect_args_per_backend_and_yours_win(tmp_path):
+    pg = DbSinkFactory("postgresql+psycopg://u:pw@db.example/x", statement_timeout_s=8, connect_timeout=3)
+    args = pg.connect_args()
+    assert args["options"] == "-c statement_timeout=8000" and args["connect_timeout"] == 3
+    assert args["keepalives"] == 1 and args["keepalives_idle"] == 2 and args["keepalives_count"] == 3
+    assert args["tcp_user_timeout"] == 8000
+    mine = DbSinkFactory("postgresql+psycopg://u@db.example/x?options=-csearch_path%3Dmine",
+                         connect_args={"keepalives_idle": 30}).connect_args()
+    assert mine["options"] == "-csearch_path=mine -c statement_timeout=60000"
+    assert mine["keepalives_idle"] == 30
+    own_timeout = DbSinkFactory("postgresql+psycopg://u@db.example/x",
+                                connect_args={"options": "-c statement_timeout=5"}).connect_args()
+    assert own_timeout["options"] == "-c statement_timeout=5"
+    off = DbSinkFactory("postgresql+psycopg://u@db.example/x", statement_timeout_s=None).connect_args()
+    assert "options" not in off and "keepalives" not in off
+
+    my = DbSinkFactory("mysql+pymysql://root@db.example/x", statement_timeout_s=2.5).connect_args()
+    assert my["init_command"] == "SET SESSION lock_wait_timeout=3, innodb_lock_wait_timeout=3"
+    assert my["read_timeout"] == my["write_timeout"] == 6
+    lite = DbSinkFactory(f"sqlite:///{tmp_path / 'x.db'}", statement_timeout_s=7).connect_args()
+    assert lite == {"timeout": 7.0}
+    for bad in (0, -1, "5", True, float("inf")):
+        with pytest.raises(ModelError, match="statement_timeout_s must be a positive number"):
+            DbSinkFactory(f"sqlite:///{tmp_path / 'x.db'}", statement_timeout_s=bad)
+
+
+# ---------------------------------------------------------------------------- doge-datagen style URLs
+
+
+def test_normalize_db_url_picks_the_installed_driver():
+    def only(*present):
+        return lambda module: module in present
+
+    ours = only("psycopg", "pymysql")
+    assert normalize_db_url("postgresql://u:p%40ss@h:5432/db", ours) == "postgresql+psycopg://u:p%40ss@h:5432/db"
+    assert normalize_db_url("mysql://root:@h/db", ours) == "mysql+pymysql://root:@h/db"
+    assert normalize_db_url("mariadb://root@h/db", ours) == "mariadb+pymysql://root@h/db"
+    # the SQLAlchemy default driver is installed, ours is not, or a driver is named: unchanged
+    assert normalize_db_url("postgresql://u@h/db", only("psycopg2", "psycopg")) == "postgresql://u@h/db"
+    assert normalize_db_url("postgresql://u@h/db", only()) == "postgresql://u@h/db"
+    assert normalize_db_url("mysql://u@h/db", only("MySQLdb", "pymysql")) == "mysql://u@h/db"
+    assert normalize_db_url("postgresql+psycopg2://u@h/db", ours) == "postgresql+psycopg2://u@h/db"
+    assert normalize_db_url("sqlite:///x.db", ours) == "sqlite:///x.db"
+
+
+@pytest.mark.parametrize("server, scheme, driver", [("postgres", "postgresql", "psycopg"),
+                                                   ("mariadb", "mysql", "pymysql")])
+def test_a_doge_datagen_style_url_writes_through_the_installed_driver(request, monkeypatch, server, scheme,
+                                                                      driver):
+    # as on SQLAlchemy 2.0 without psycopg2 / mysqlclient (what doge-dist's extras install)
+    monkeypatch.setattr(_db, "_importable", lambda module: module in ("psycopg", "pymysql"))
+    full = request.getfixturevalue(f"{server}_url")
+    plain = f"{scheme}://" + full.split("://", 1)[1]
+    helper = Tables(full)
+    try:
+        name = helper.create()
+        factory = DbSinkFactory(plain)
+        assert factory.db_url == f"{scheme}+{driver}://" + full.split("://", 1)[1]
+        assert factory.driver == driver and factory.use_copy is (driver == "psycopg")
+        write(factory.create(name, account_row, batch_size=7), make_events(20))
+        assert helper.count(name) == 20
+    finally:
+        helper.drop_all()
+
+
+# ---------------------------------------------------------------------------- the example's make_sink
+
+
+def test_banking_make_sink_postgres_fails_fast_on_a_silent_server():
+    from examples import banking
+
+    with silent_server() as port:
+        url = f"postgresql+psycopg://someone:s3cret-pw@127.0.0.1:{port}/test"
+        _, error = run_bounded(lambda: banking.make_sink("postgres", db_url=url, connect_timeout=2), 30)
+    assert isinstance(error, ConnectionError), error
+    assert f"postgresql+psycopg://someone:***@127.0.0.1:{port}/test" in str(error)
+    assert "s3cret-pw" not in str(error)
 
 
 # ---------------------------------------------------------------------------- pickling

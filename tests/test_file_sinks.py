@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
+import gc
 import gzip
 import json
 import pickle
@@ -181,6 +182,37 @@ def test_collect_after_close_appends_instead_of_truncating(tmp_path):
     feed(sink, events(2))  # e.g. a second start() in the same process
     assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 5
     assert sink.stats() == {"delivered": 5}
+
+
+@pytest.mark.parametrize("second_cls", [JsonLinesSink, CsvSink])
+def test_a_second_open_sink_on_the_same_resolved_path_is_refused(tmp_path, monkeypatch, second_cls):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    target = tmp_path / "real" / "events.out"
+    first = JsonLinesSink(target)
+    first.collect(1, User(1, 2, 3, 4), LOGIN)  # opens the file
+
+    monkeypatch.chdir(tmp_path)
+    for other in (second_cls(tmp_path / "link" / "events.out"),  # through a symlink
+                  second_cls("real/../real/events.out"),  # relative, not normalised
+                  pickle.loads(pickle.dumps(first))):  # a copy of the same description
+        with pytest.raises(ModelError, match="already open for writing by another sink") as info:
+            other.collect(2, User(5, 6, 7, 8), SPEND)
+        assert str(target) in str(info.value) and first.name in str(info.value)
+        assert other.stats()["delivered"] == 0
+    first.collect(3, User(1, 2, 3, 4), LOGIN)  # the holder was not truncated or disturbed
+    first.close()
+    assert len(target.read_text().splitlines()) == 2
+
+    later = second_cls(tmp_path / "link" / "events.out")  # released on close: free again
+    feed(later, events(2))
+    assert later.stats() == {"delivered": 2}
+    reopened = JsonLinesSink(target)
+    reopened.collect(1, User(1, 2, 3, 4), LOGIN)
+    del reopened  # dropped without close(): its file is closed and the path let go
+    gc.collect()
+    feed(JsonLinesSink(target), events(1))
+    assert len(target.read_text().splitlines()) == 1
 
 
 def test_bad_arguments(tmp_path):

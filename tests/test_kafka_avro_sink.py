@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import pytest
 from conftest import REPO_ROOT, free_port
 from registry_server import RegistryServer
-from test_kafka_sink import TS0, consume, new_topic
+from test_kafka_sink import TS0, consume, new_topic, run_bounded, silent_server
 
 from doge_dist import ModelError, SinkError, Transition
-from doge_dist.sinks import KafkaAvroSinkFactory
+from doge_dist.sinks import KafkaAvroSinkFactory, _kafka_avro
 
 pytestmark = pytest.mark.services
 
@@ -128,6 +128,62 @@ def test_unreachable_registry_fails_clearly(kafka_broker):
     with pytest.raises(SinkError, match=f"schema registry {url} unreachable"):
         produce_users(sink, 1)
     sink.close()
+
+
+def test_silent_registry_fails_within_the_default_timeout_with_credentials_masked(kafka_broker, monkeypatch):
+    # the default bound, shortened for the test (30 s in real runs)
+    monkeypatch.setattr(_kafka_avro, "DEFAULT_REGISTRY_TIMEOUT_S", 0.5)
+    with silent_server() as port:  # accepts the connection, never answers
+        url = f"http://doge:s3cret-pw@127.0.0.1:{port}"
+        factory = KafkaAvroSinkFactory(kafka_broker.bootstrap, url, registry_conf={"max.retries": 0})
+        assert factory.registry_conf["timeout"] == 0.5
+        sink = factory.create(new_topic(kafka_broker, 1), avro_key, KEY_SCHEMA, avro_value, EVENT_SCHEMA)
+        _, error = run_bounded(lambda: produce_users(sink, 1), 30)
+    assert isinstance(error, SinkError), error
+    message = str(error)
+    assert f"schema registry http://doge:***@127.0.0.1:{port} did not answer within" in message
+    assert "registry_conf['timeout']=0.5 s" in message and "-key'" in message
+    assert "s3cret-pw" not in message
+    sink.close()
+    assert sink.stats()["produced"] == 0
+
+
+def test_registry_timeout_default_and_validation():
+    assert KafkaAvroSinkFactory("h:1", "http://r:1").registry_conf["timeout"] == 30
+    given = KafkaAvroSinkFactory("h:1", "http://r:1", registry_conf={"timeout": 4})
+    assert given.registry_conf["timeout"] == 4
+    for bad in (None, 0, -1, "10", True):
+        with pytest.raises(ModelError, match=r"registry_conf\['timeout'\] must be a positive number"):
+            KafkaAvroSinkFactory("h:1", "http://r:1", registry_conf={"timeout": bad})
+
+
+def test_registry_credentials_are_masked_in_errors_and_repr(kafka_broker):
+    with RegistryServer(basic_auth=("doge", "s3cret")) as registry:
+        # credentials in the URL (the client sends them as basic auth), wrong password
+        url = registry.url.replace("http://", "http://doge:wr0ng-pw@")
+        factory = KafkaAvroSinkFactory(kafka_broker.bootstrap, url)
+        assert "wr0ng-pw" not in repr(factory) and "http://doge:***@127.0.0.1" in repr(factory)
+        sink = factory.create(new_topic(kafka_broker, 1), avro_key, KEY_SCHEMA, avro_value, EVENT_SCHEMA)
+        with pytest.raises(SinkError, match="HTTP 401") as info:
+            produce_users(sink, 1)
+        sink.close()
+    assert "wr0ng-pw" not in str(info.value) and "http://doge:***@127.0.0.1" in str(info.value)
+
+    gone = f"http://doge:wr0ng-pw@127.0.0.1:{free_port()}"
+    factory = KafkaAvroSinkFactory(kafka_broker.bootstrap, gone, registry_conf={"max.retries": 0})
+    sink = factory.create(new_topic(kafka_broker, 1), avro_key, KEY_SCHEMA, avro_value, EVENT_SCHEMA)
+    with pytest.raises(SinkError, match="unreachable") as info:
+        produce_users(sink, 1)
+    sink.close()
+    assert "wr0ng-pw" not in str(info.value) and "http://doge:***@127.0.0.1" in str(info.value)
+
+    with pytest.raises(ModelError) as info:
+        KafkaAvroSinkFactory("h:1", "ftp://doge:wr0ng-pw@host")
+    assert "wr0ng-pw" not in str(info.value) and "ftp://doge:***@host" in str(info.value)
+    with pytest.raises(ModelError, match="invalid registry_conf") as info:  # the client's own error text
+        KafkaAvroSinkFactory("h:1", "http://doge:wr0ng-pw@host",
+                             registry_conf={"basic.auth.user.info": "other:pw-two"})
+    assert "wr0ng-pw" not in str(info.value) and "pw-two" not in str(info.value)
 
 
 @pytest.mark.parametrize("which, schema, reason", [

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import pickle
+import socket
 import subprocess
 import sys
 import threading
@@ -107,6 +110,31 @@ def run_bounded(fn, bound: float):
     return box.get("result"), box.get("error")
 
 
+@contextlib.contextmanager
+def silent_server():
+    """A TCP server on 127.0.0.1 that accepts connections and never sends a byte; yields its port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:  # listener closed
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        thread.join(5)
+        for sock in held:
+            sock.close()
+
+
 def test_roundtrip_keys_values_timestamps_and_order(kafka_broker):
     topic = new_topic(kafka_broker, 3)
     factory = KafkaSinkFactory([kafka_broker.bootstrap], "test-roundtrip")
@@ -129,6 +157,32 @@ def test_roundtrip_keys_values_timestamps_and_order(kafka_broker):
     assert len({p for parts in partitions_of.values() for p in parts}) > 1  # really spread over partitions
     for key, seqs in by_key.items():
         assert seqs == sorted(seqs) == list(range(1, len(seqs) + 1)), key
+
+
+def test_timestamp_zero_or_less_warns_once_per_sink(kafka_broker, caplog):
+    topic = new_topic(kafka_broker, 1)
+    factory = KafkaSinkFactory(kafka_broker.bootstrap, "test-ts-zero")
+    first, second = factory.create(topic, key_of, value_of), factory.create(topic, key_of, value_of)
+    with caplog.at_level(logging.WARNING, logger="doge_dist"):
+        first.collect(TS0, Sub(1), GO)  # a real epoch-ms timestamp: nothing to say
+        assert not caplog.records
+        for ts in (0, 60_000, 0, -60_000):  # timestamp_start=0: the first tick is at 0
+            first.collect(ts, Sub(1), GO)
+        second.collect(0, Sub(2), BACK)
+        second.collect(0, Sub(2), BACK)
+        first.close()
+        second.close()
+        clone = pickle.loads(pickle.dumps(first))  # as shipped to a worker: warns there on its own
+        clone.collect(0, Sub(3), GO)
+        clone.close()
+    warnings = [r for r in caplog.records if r.name == "doge_dist" and r.levelno == logging.WARNING]
+    assert len(warnings) == 3  # one per sink (and process)
+    for record in warnings:
+        message = record.getMessage()
+        assert f"kafka:{topic}" in message and "timestamp 0" in message
+        assert "timestamp_start" in message and "epoch-ms" in message
+    assert (first.stats()["delivered"], second.stats()["delivered"], clone.stats()["delivered"]) == (5, 2, 1)
+    assert "timestamp_start" in KafkaSinkFactory.create.__doc__
 
 
 def test_two_sinks_share_one_producer_and_count_separately(kafka_broker):

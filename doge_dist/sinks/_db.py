@@ -1,14 +1,22 @@
 """SQL database sink (SQLAlchemy 2 Core): batched inserts, one transaction per batch.
 
-Works with PostgreSQL (``postgresql+psycopg://``), SQLite and MySQL/MariaDB (``mysql+pymysql://``).
-On PostgreSQL with psycopg 3, batches can go through ``COPY ... FROM STDIN`` instead of
-multi-row INSERTs (``copy=``). This module imports SQLAlchemy lazily: ``import doge_dist`` never does.
+Works with PostgreSQL (``postgresql+psycopg://``), SQLite and MySQL/MariaDB (``mysql+pymysql://``);
+doge-datagen style ``postgresql://`` and ``mysql://`` URLs use those drivers when the
+SQLAlchemy defaults (psycopg2, mysqlclient) are not installed. On PostgreSQL with psycopg 3,
+batches can go through ``COPY ... FROM STDIN`` instead of multi-row INSERTs (``copy=``).
+Every wait on the database is bounded (``connect_timeout``, ``statement_timeout_s``).
+This module imports SQLAlchemy lazily: ``import doge_dist`` never does.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import math
 import operator
 import os
+import socket
+import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -19,11 +27,27 @@ from ._pickling import PicklesAsDescription
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy.engine import Connection, Engine
 
-__all__ = ["DbSinkFactory", "DbSink"]
+__all__ = ["DbSinkFactory", "DbSink", "normalize_db_url", "DEFAULT_STATEMENT_TIMEOUT_S"]
 
 RowMapper = Callable[[int, Any, Transition], dict]
 
 _COPY_CHOICES = (True, False, "auto")
+
+#: The default bound on one statement (INSERT, COPY, COMMIT, reflection), in seconds.
+DEFAULT_STATEMENT_TIMEOUT_S = 60.0
+
+# error texts of a statement that hit its bound: PostgreSQL, MySQL/MariaDB server, pymysql
+# read timeout, SQLite busy timeout
+_STATEMENT_BOUND_HIT = ("statement timeout", "lock wait timeout", "during query (timed out)",
+                        "database is locked")
+
+# drivername without a driver -> (SQLAlchemy's default DBAPI module, the one doge-dist's extras
+# install, the drivername to use instead when only the latter is importable)
+_DEFAULT_DRIVERS = {
+    "postgresql": ("psycopg2", "psycopg", "postgresql+psycopg"),
+    "mysql": ("MySQLdb", "pymysql", "mysql+pymysql"),
+    "mariadb": ("MySQLdb", "pymysql", "mariadb+pymysql"),
+}
 
 
 def _masked(url: str) -> str:
@@ -35,19 +59,168 @@ def _masked(url: str) -> str:
         return "<unparseable database URL>"
 
 
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _libpq_version(driver: str) -> int:
+    try:
+        if driver == "psycopg":
+            from psycopg import pq
+
+            return pq.version()
+        from psycopg2 import extensions
+
+        return extensions.libpq_version()
+    except Exception:  # driver missing (the engine will say so) or too old to tell
+        return 0
+
+
+def _grace(statement_timeout_s: float) -> int:
+    """Extra seconds client-side bounds wait beyond the server's, so the server's clear error wins."""
+    return max(1, min(5, math.ceil(statement_timeout_s)))
+
+
+class _Watchdog:
+    """Cuts a database connection (``shutdown()`` on its socket) that is still busy after ``seconds``.
+
+    For drivers that expose the socket (psycopg 3, psycopg2: ``fileno()``); the blocked call then
+    fails with a connection error. Works on a duplicate of the descriptor, so it never touches a
+    socket the driver has already closed and the descriptor number reused. One thread per process
+    (:class:`_WatchdogThread`) watches every armed guard.
+    """
+
+    __slots__ = ("seconds", "fired", "deadline", "_sock")
+
+    def __init__(self, conn: Connection, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.fired = False
+        self.deadline = 0.0
+        self._sock: socket.socket | None = None
+        fileno = getattr(conn.connection.driver_connection, "fileno", None)
+        if seconds is None or fileno is None:
+            return
+        try:
+            self._sock = socket.socket(fileno=os.dup(fileno()))
+        except (OSError, ValueError):
+            return
+        self.deadline = time.monotonic() + seconds
+        _WATCHDOG.arm(self)
+
+    def fire(self) -> None:
+        """Called by the watchdog thread, holding its lock."""
+        if self._sock is not None:
+            self.fired = True
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cancel(self) -> None:
+        if self._sock is not None:
+            _WATCHDOG.disarm(self)  # after this the thread no longer fires it
+            self._sock.close()
+            self._sock = None
+
+
+class _WatchdogThread:
+    """The process's watchdog: a daemon thread firing guards whose deadline passed."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        """Fresh state; also in a forked child, where the thread (and maybe the lock) did not survive."""
+        self._cond = threading.Condition()
+        self._guards: set[_Watchdog] = set()
+        self._started = False
+        self._wake: float | None = None  # when the thread wakes next (None: when notified)
+
+    def arm(self, guard: _Watchdog) -> None:
+        with self._cond:
+            if not self._started:
+                self._started = True
+                threading.Thread(target=self._run, name="doge-dist-db-watchdog", daemon=True).start()
+            self._guards.add(guard)
+            if self._wake is None or guard.deadline < self._wake:  # else the thread wakes in time
+                self._cond.notify()
+
+    def disarm(self, guard: _Watchdog) -> None:
+        with self._cond:
+            self._guards.discard(guard)
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                for guard in [g for g in self._guards if g.deadline <= now]:
+                    self._guards.discard(guard)
+                    guard.fire()
+                self._wake = wake = min((g.deadline for g in self._guards), default=None)
+                self._cond.wait(None if wake is None else wake - now)
+
+
+_WATCHDOG = _WatchdogThread()
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_WATCHDOG._reset)
+
+
+def normalize_db_url(db_url: str, importable: Callable[[str], bool] | None = None) -> str:
+    """A doge-datagen style URL with the driver that is installed.
+
+    On SQLAlchemy 2.0 ``postgresql://`` means psycopg2 and ``mysql://`` / ``mariadb://`` mean
+    mysqlclient (``MySQLdb``), which doge-dist does not install (its extras install psycopg 3 and
+    pymysql). When the default driver is not importable and doge-dist's is, the URL gets
+    ``+psycopg`` / ``+pymysql``; any other URL is returned unchanged. ``importable(module_name)``
+    defaults to a ``find_spec`` check (nothing is imported).
+    """
+    from sqlalchemy.engine import make_url
+
+    importable = importable or _importable
+    url = make_url(db_url)
+    choice = _DEFAULT_DRIVERS.get(url.drivername)
+    if choice is None:
+        return db_url
+    default_module, ours, drivername = choice
+    if importable(default_module) or not importable(ours):
+        return db_url
+    return url.set(drivername=drivername).render_as_string(hide_password=False)
+
+
 class DbSinkFactory(PicklesAsDescription):
     """Creates :class:`DbSink` instances writing to tables of one database.
 
-    ``DbSinkFactory(db_url, copy="auto", connect_timeout=10, **engine_options)``; ``engine_options``
-    go to :func:`sqlalchemy.create_engine`. The factory is a picklable description: its Engine is
-    created lazily, one per factory per process, and disposed when the last of its sinks closes.
+    ``DbSinkFactory(db_url, copy="auto", connect_timeout=10, statement_timeout_s=60, **engine_options)``;
+    ``engine_options`` go to :func:`sqlalchemy.create_engine`. The factory is a picklable
+    description: its Engine is created lazily, one per factory per process, and disposed when the
+    last of its sinks closes.
 
     ``copy``: ``True`` writes batches with PostgreSQL ``COPY`` (psycopg 3 only), ``False`` with
     multi-row INSERTs (SQLAlchemy's insertmanyvalues / the driver's executemany), ``"auto"``
     uses COPY where it is available (postgresql+psycopg), which measured faster (benchmarks/sinks.py).
+
+    ``connect_timeout`` (s) bounds opening a connection. ``statement_timeout_s`` bounds each
+    statement, so a locked table or a database that stops answering fails the batch with a
+    :class:`doge_dist.SinkError` (rolled back, with counts) instead of hanging the run:
+
+    * PostgreSQL (psycopg 3 / psycopg2): server ``statement_timeout`` (covers lock waits), TCP
+      keepalives and ``tcp_user_timeout`` (a dead host or network), and a client-side watchdog that
+      cuts the connection of a batch still waiting ``statement_timeout_s`` per statement + a grace
+      later (a server that accepts packets but never answers);
+    * MySQL/MariaDB (pymysql / mysqlclient): ``lock_wait_timeout`` and ``innodb_lock_wait_timeout``
+      for the session, ``read_timeout`` / ``write_timeout`` (a few seconds longer) on the client;
+    * SQLite: the ``timeout`` connect argument (waiting for another writer's lock).
+
+    Your own ``connect_args`` (or URL query parameters) win over these. ``None`` turns a bound off
+    (e.g. ``statement_timeout_s=None`` behind PgBouncer in transaction mode, which refuses startup
+    ``options``).
     """
 
     def __init__(self, db_url: Any, *, copy: bool | str = "auto", connect_timeout: float | None = 10,
+                 statement_timeout_s: float | None = DEFAULT_STATEMENT_TIMEOUT_S,
                  **engine_options: Any) -> None:
         from sqlalchemy.engine import URL, make_url
 
@@ -56,6 +229,7 @@ class DbSinkFactory(PicklesAsDescription):
         if not isinstance(db_url, str) or not db_url:
             raise ModelError(f"DbSinkFactory: db_url must be a database URL string, got {db_url!r}")
         try:
+            db_url = normalize_db_url(db_url)
             url = make_url(db_url)
         except Exception as exc:
             raise ModelError(f"DbSinkFactory: {_masked(db_url)} is not a valid SQLAlchemy database URL "
@@ -67,6 +241,12 @@ class DbSinkFactory(PicklesAsDescription):
             db_url = url.render_as_string(hide_password=False)
         if copy not in _COPY_CHOICES or isinstance(copy, int) and not isinstance(copy, bool):
             raise ModelError(f"DbSinkFactory: copy must be True, False or 'auto', got {copy!r}")
+        bounds = (("connect_timeout", connect_timeout), ("statement_timeout_s", statement_timeout_s))
+        for label, value in bounds:
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not value > 0 or value == math.inf):
+                raise ModelError(f"DbSinkFactory: {label} must be a positive number of seconds or None, "
+                                 f"got {value!r}")
         self.db_url = db_url
         self.masked_url = _masked(db_url)
         self.backend = url.get_backend_name()
@@ -78,6 +258,7 @@ class DbSinkFactory(PicklesAsDescription):
         self.copy = copy
         self.use_copy = copy_possible if copy == "auto" else bool(copy)
         self.connect_timeout = connect_timeout
+        self.statement_timeout_s = statement_timeout_s
         self.engine_options = engine_options
         self._reset()
 
@@ -91,16 +272,60 @@ class DbSinkFactory(PicklesAsDescription):
 
     # ------------------------------------------------------------------ engines
 
+    def bounding_connect_args(self) -> dict[str, Any]:
+        """The driver connect arguments that bound waits (see the class docstring), before your own."""
+        args: dict[str, Any] = {}
+        backend, driver = self.backend, self.driver
+        timeout, statement = self.connect_timeout, self.statement_timeout_s
+        if backend == "postgresql":
+            if timeout is not None:
+                args["connect_timeout"] = max(2, int(round(timeout)))  # libpq: whole seconds, minimum 2
+            if statement is not None and driver in ("psycopg", "psycopg2"):
+                ms = max(1, int(statement * 1000))
+                probe = max(1, int(statement // 4))  # a dead peer is noticed after ~statement s
+                args.update(options=f"-c statement_timeout={ms}", keepalives=1, keepalives_idle=probe,
+                            keepalives_interval=probe, keepalives_count=3)
+                if _libpq_version(driver) >= 120000:  # libpq 12 added tcp_user_timeout
+                    args["tcp_user_timeout"] = ms
+        elif backend in ("mysql", "mariadb"):
+            if timeout is not None:
+                args["connect_timeout"] = timeout if driver == "pymysql" else max(1, math.ceil(timeout))
+            if statement is not None and driver in ("pymysql", "mysqldb"):
+                seconds = max(1, math.ceil(statement))
+                client = seconds + _grace(statement)
+                # the server gives up on a lock first (a clear error); the client read/write bound
+                # catches a server that stopped answering altogether
+                args.update(init_command=f"SET SESSION lock_wait_timeout={seconds}, "
+                                         f"innodb_lock_wait_timeout={seconds}",
+                            read_timeout=client, write_timeout=client)
+        elif backend == "sqlite" and statement is not None:
+            args["timeout"] = float(statement)
+        return args
+
+    def connect_args(self) -> dict[str, Any]:
+        """``engine_options['connect_args']`` plus the bounding ones it (or the URL query) does not set.
+
+        PostgreSQL ``options`` given elsewhere get ``-c statement_timeout=...`` appended unless they
+        set a statement_timeout themselves.
+        """
+        from sqlalchemy.engine import make_url
+
+        connect_args = dict(self.engine_options.get("connect_args") or {})
+        given = {**make_url(self.db_url).query, **connect_args}
+        for key, value in self.bounding_connect_args().items():
+            if key == "options" and "options" in given:
+                if "statement_timeout" not in str(given["options"]):
+                    connect_args["options"] = f"{given['options']} {value}"
+            elif key not in given:
+                connect_args[key] = value
+        return connect_args
+
     def _new_engine(self, **overrides: Any) -> Engine:
         import sqlalchemy as sa
 
         options = dict(self.engine_options)
-        if self.connect_timeout is not None and self.backend in ("postgresql", "mysql", "mariadb"):
-            connect_args = dict(options.get("connect_args") or {})
-            timeout = self.connect_timeout
-            # libpq takes whole seconds (minimum 2); pymysql takes seconds
-            connect_args.setdefault("connect_timeout",
-                                    max(2, int(round(timeout))) if self.backend == "postgresql" else timeout)
+        connect_args = self.connect_args()
+        if connect_args:
             options["connect_args"] = connect_args
         options.update(overrides)
         try:
@@ -109,6 +334,12 @@ class DbSinkFactory(PicklesAsDescription):
             raise ModelError(f"DbSinkFactory: the database driver for {self.masked_url} is not installed "
                              f"({exc}); e.g. pip install 'doge-dist[postgres]' or 'doge-dist[mysql]'"
                              ) from exc
+
+    def watchdog_s(self, statements: int) -> float | None:
+        """How long a unit of ``statements`` may wait before the watchdog cuts its connection."""
+        if self.statement_timeout_s is None:
+            return None
+        return self.statement_timeout_s * statements + _grace(self.statement_timeout_s)
 
     def engine(self) -> Engine:
         """This process's Engine for the factory, created on first use."""
@@ -172,18 +403,34 @@ class DbSinkFactory(PicklesAsDescription):
         from sqlalchemy.pool import NullPool
 
         engine = self._new_engine(poolclass=NullPool)
+        guard: _Watchdog | None = None
         try:
             with engine.connect() as conn:
-                inspector = sa.inspect(conn)
-                if not inspector.has_table(table_name, schema=schema):
-                    where = f"{schema}.{table_name}" if schema else table_name
-                    raise ModelError(f"Table {where} does not exist (database {self.masked_url})")
-                return tuple(col["name"] for col in inspector.get_columns(table_name, schema=schema))
+                guard = _Watchdog(conn, self.watchdog_s(2))
+                try:
+                    inspector = sa.inspect(conn)
+                    if not inspector.has_table(table_name, schema=schema):
+                        where = f"{schema}.{table_name}" if schema else table_name
+                        raise ModelError(f"Table {where} does not exist (database {self.masked_url})")
+                    return tuple(col["name"] for col in inspector.get_columns(table_name, schema=schema))
+                finally:
+                    guard.cancel()
         except sa.exc.DBAPIError as exc:
             raise ConnectionError(f"DbSinkFactory: cannot reach or query the database at {self.masked_url}: "
-                                  f"{self.connection_error(exc)}") from exc
+                                  f"{self.describe_failure(exc, guard)}") from exc
         finally:
             engine.dispose()
+
+    def describe_failure(self, exc: BaseException, guard: _Watchdog | None = None) -> str:
+        """``connection_error(exc)``, saying so when a bound on waiting was what ended it."""
+        text = self.connection_error(exc)
+        if guard is not None and guard.fired:
+            return (f"no answer from the database within {guard.seconds:g} s (statement_timeout_s="
+                    f"{self.statement_timeout_s:g} per statement), connection cut: {text}")
+        lowered = text.lower()
+        if self.statement_timeout_s is not None and any(mark in lowered for mark in _STATEMENT_BOUND_HIT):
+            return f"{text} (statement_timeout_s={self.statement_timeout_s:g})"
+        return text
 
 
 class DbSink(PicklesAsDescription, EventSink):
@@ -265,18 +512,26 @@ class DbSink(PicklesAsDescription, EventSink):
     def _flush(self) -> None:
         rows, self._batch = self._batch, []
         uniform, self._uniform = self._uniform, True
+        factory = self.factory
+        guard: _Watchdog | None = None
         try:
             if not self._acquired:
-                self.factory._acquire()
+                factory._acquire()
                 self._acquired = True
-            with self.factory.engine().begin() as conn:
-                groups = [(tuple(self._keys), rows)] if uniform else _group_by_keys(rows)
-                if self.factory.use_copy:
-                    self._copy(conn, groups)
-                else:
-                    table = self._get_table(conn)
-                    for _, group in groups:
-                        conn.execute(table.insert(), group)
+            groups = [(tuple(self._keys), rows)] if uniform else _group_by_keys(rows)
+            with factory.engine().connect() as conn:
+                # statements: reflection (first batch), one per group, COMMIT
+                guard = _Watchdog(conn, factory.watchdog_s(len(groups) + 2))
+                try:
+                    with conn.begin():
+                        if factory.use_copy:
+                            self._copy(conn, groups)
+                        else:
+                            table = self._get_table(conn)
+                            for _, group in groups:
+                                conn.execute(table.insert(), group)
+                finally:
+                    guard.cancel()
         except BaseException as exc:
             self._failed += len(rows)
             if not isinstance(exc, Exception):
@@ -284,7 +539,7 @@ class DbSink(PicklesAsDescription, EventSink):
             raise SinkError(
                 f"{self.name}: a batch of {len(rows)} rows failed and was rolled back "
                 f"({self._delivered} rows inserted, {self._failed} failed): "
-                f"{type(exc).__name__}: {self.factory.connection_error(exc)}",
+                f"{type(exc).__name__}: {factory.describe_failure(exc, guard)}",
                 sink=self.name, delivered=self._delivered, failed=self._failed) from exc
         self._delivered += len(rows)
 

@@ -2,6 +2,7 @@
 
 For people without servers. The path may contain ``{shard}`` (or ``{shard:03d}``), replaced by
 ``doge_dist.current_shard().index`` when the file is opened, lazily in the process that writes.
+Two open sinks never share a file in one process: the second one to open a path is refused.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import keyword
 import operator
 import os
 import re
+import threading
 import uuid
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -33,6 +36,34 @@ RowMapper = Callable[[int, Any, Transition], dict]
 
 _SHARD_FIELD = re.compile(r"\{shard(?::([^{}]*))?\}")
 _FLUSH_EVERY = 1 << 20  # bytes of the text buffer
+
+# resolved absolute path -> the sink that has it open in this process (weak: a sink dropped
+# without close() lets go of its path when it is collected, as does its file)
+_OPEN_PATHS: dict[str, weakref.ref] = {}
+_OPEN_PATHS_LOCK = threading.Lock()
+
+
+def _claim_path(path: str, sink: _FileSink) -> str:
+    """Register ``sink`` as the writer of ``path`` in this process; ModelError if another open sink is."""
+    key = os.path.realpath(path)
+    with _OPEN_PATHS_LOCK:
+        ref = _OPEN_PATHS.get(key)
+        holder = ref() if ref is not None else None
+        if holder is not None and holder is not sink:
+            raise ModelError(
+                f"{sink.name}: {key} is already open for writing by another sink in this process "
+                f"({holder.name}); two sinks on one file would truncate and "
+                "interleave each other's lines: give each sink its own path, or use one sink instance "
+                "on every transition that should write there")
+        _OPEN_PATHS[key] = weakref.ref(sink)
+    return key
+
+
+def _release_path(key: str, sink: _FileSink) -> None:
+    with _OPEN_PATHS_LOCK:
+        ref = _OPEN_PATHS.get(key)
+        if ref is not None and ref() in (sink, None):
+            del _OPEN_PATHS[key]
 
 
 # --------------------------------------------------------------------------- default row
@@ -179,6 +210,7 @@ class _FileSink(PicklesAsDescription, EventSink):
     def _reset(self) -> None:
         self._fh: IO[str] | None = None
         self._opened_path: str | None = None  # set once this instance opened a file in this process
+        self._claimed: str | None = None  # the resolved path this instance holds while its file is open
         self._delivered = 0
 
     # pickling (PicklesAsDescription): the open file and counts stay with the original
@@ -200,12 +232,18 @@ class _FileSink(PicklesAsDescription, EventSink):
         path = self.resolved_path()
         # first open in this process truncates; reopening after close() appends (nothing is lost)
         mode = "a" if self._opened_path == path else "w"
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        if self.compress == "gzip":
-            fh = gzip.open(path, mode + "t", compresslevel=self.compresslevel, encoding=self.encoding,
-                           newline=self._newline)
-        else:
-            fh = open(path, mode, encoding=self.encoding, newline=self._newline, buffering=_FLUSH_EVERY)
+        claimed = _claim_path(path, self)  # before opening: a refused sink truncates nothing
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            if self.compress == "gzip":
+                fh = gzip.open(path, mode + "t", compresslevel=self.compresslevel, encoding=self.encoding,
+                               newline=self._newline)
+            else:
+                fh = open(path, mode, encoding=self.encoding, newline=self._newline, buffering=_FLUSH_EVERY)
+        except BaseException:
+            _release_path(claimed, self)
+            raise
+        self._claimed = claimed
         self._opened_path = path
         self._fh = fh
         self._on_open(fh, appending=mode == "a")
@@ -223,7 +261,12 @@ class _FileSink(PicklesAsDescription, EventSink):
                 return  # already closed
             self._open()
         fh, self._fh = self._fh, None
-        fh.close()
+        claimed, self._claimed = self._claimed, None
+        try:
+            fh.close()
+        finally:
+            if claimed is not None:
+                _release_path(claimed, self)
 
     def stats(self) -> dict[str, int]:
         return {"delivered": self._delivered}

@@ -9,6 +9,7 @@ counts when anything failed or is still undelivered.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -63,6 +64,7 @@ _OWNED = {
     "delivery.timeout.ms": "delivery_timeout_s",
 }
 _monotonic = time.monotonic
+_LOGGER = logging.getLogger("doge_dist")
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 # (factory token, pid) -> open producer handle; one producer per factory per process.
@@ -251,7 +253,12 @@ class KafkaSinkFactory:
 
         ``key_function(subject, transition)`` gives the key (so one subject's events share a
         partition, in order); ``value_function(timestamp, subject, transition)`` gives the value.
-        The message timestamp is the event timestamp (ms; librdkafka treats 0 as "now").
+
+        The message timestamp is the event timestamp in epoch milliseconds. librdkafka treats a
+        timestamp of 0 as "now": events at timestamp 0 (a generator with the default
+        ``timestamp_start=0``) get the wall-clock time of producing instead. Set the generator's
+        ``timestamp_start`` to a real epoch-ms value (e.g. ``int(time.time() * 1000)``); each sink
+        logs one WARNING (logger ``"doge_dist"``) the first time it produces a timestamp <= 0.
         """
         return KafkaSink(self, topic, key_function, value_function, key_serializer, value_serializer)
 
@@ -301,7 +308,7 @@ class KafkaSink(EventSink):
 
     _LIVE = ("_handle", "_producer", "_produce", "_key_ser", "_value_ser", "_key_ctx", "_value_ctx",
              "_utf8_key", "_utf8_value", "_dr", "_produced", "_delivered", "_failed", "_first_error",
-             "_since_poll", "_poll_due")
+             "_since_poll", "_poll_due", "_ts_warned")
 
     def __init__(
         self,
@@ -345,6 +352,7 @@ class KafkaSink(EventSink):
         self._first_error: str | None = None
         self._since_poll = 0
         self._poll_due = 0.0
+        self._ts_warned = False
 
     # -- pickling: a description only --------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -400,6 +408,8 @@ class KafkaSink(EventSink):
             value = value_obj.encode()
         else:
             value = self._serialize(self._value_ser, value_obj, self._value_ctx, "value")
+        if timestamp <= 0 and not self._ts_warned:
+            self._warn_timestamp(timestamp)
         try:
             self._produce(self.topic, value, key, timestamp=timestamp, on_delivery=self._dr)
         except BufferError:
@@ -417,6 +427,14 @@ class KafkaSink(EventSink):
             self._poll_due = _monotonic() + POLL_INTERVAL_S
             self._producer.poll(0)
             self._check_health()
+
+    def _warn_timestamp(self, timestamp: int) -> None:
+        self._ts_warned = True
+        _LOGGER.warning(
+            "%s: event timestamp %s <= 0: librdkafka stamps a message with timestamp 0 with the "
+            "current wall-clock time instead, so the topic will not show the simulated time; set the "
+            "generator's timestamp_start to a real epoch-ms value, e.g. int(time.time() * 1000) "
+            "(warned once per sink)", self.name, timestamp)
 
     def _serialize(self, serializer: Any, obj: Any, ctx: Any, field: str) -> bytes | None:
         try:

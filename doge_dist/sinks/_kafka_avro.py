@@ -19,11 +19,22 @@ from typing import Any
 from .._errors import ModelError, SinkError
 from .._model import Transition
 from ._kafka import KafkaSink, KafkaSinkFactory, LazySerializer, RecordSerializationError
+from ._masking import mask_url, url_passwords
+from ._masking import scrub as _scrub
 
-__all__ = ["KafkaAvroSinkFactory", "AvroSerializerSpec", "REGISTRY_ENV", "DEFAULT_REGISTRY_URL"]
+__all__ = ["KafkaAvroSinkFactory", "AvroSerializerSpec", "REGISTRY_ENV", "DEFAULT_REGISTRY_URL",
+           "DEFAULT_REGISTRY_TIMEOUT_S"]
 
 REGISTRY_ENV = "DOGE_SCHEMA_REGISTRY_URL"
 DEFAULT_REGISTRY_URL = "http://localhost:8081"
+#: Seconds one Schema Registry request may take (``registry_conf['timeout']``). The client makes
+#: up to ``max.retries`` + 1 attempts (default 4) with backoff, so a silent registry fails a run
+#: after at most about 4 x this plus ~7 s. Without it the client waits forever.
+DEFAULT_REGISTRY_TIMEOUT_S = 30.0
+_DEFAULT_RETRIES = 3  # confluent_kafka's SchemaRegistryClient default for max.retries
+
+# registry_conf keys whose values are secrets (masked in every message)
+_SECRET_KEY_WORDS = ("password", "secret", "token", "user.info")
 
 # (factory token, pid) -> schema registry client; one per factory per process.
 _CLIENTS: dict[tuple[str, int], Any] = {}
@@ -126,29 +137,45 @@ class AvroSerializerSpec(LazySerializer):
         if mismatch is not None:
             return RecordSerializationError(
                 f"{where}: {self.field} record does not match its Avro schema: {mismatch}")
-        url = self.factory.schema_registry_url
+        factory = self.factory
+        url = factory.masked_registry_url
         subject = f"{self.topic}-{self.field}"
         if isinstance(exc, SchemaRegistryError):
             hint = ""
             if exc.http_status_code in (401, 403):
                 hint = " (check registry_conf['basic.auth.user.info'])"
-            return SinkError(f"{where}: schema registry {url} refused the {self.field} schema for subject "
-                             f"'{subject}': HTTP {exc.http_status_code}, error code {exc.error_code}: "
-                             f"{exc.error_message}{hint}", sink=where)
+            return SinkError(factory.scrub(
+                f"{where}: schema registry {url} refused the {self.field} schema for subject "
+                f"'{subject}': HTTP {exc.http_status_code}, error code {exc.error_code}: "
+                f"{exc.error_message}{hint}"), sink=where)
+        if _is_timeout(exc):
+            attempts = int(factory.registry_conf.get("max.retries", _DEFAULT_RETRIES)) + 1
+            return SinkError(factory.scrub(
+                f"{where}: schema registry {url} did not answer within "
+                f"registry_conf['timeout']={factory.registry_conf['timeout']:g} s ({attempts} attempt(s)) "
+                f"while registering subject '{subject}': {type(exc).__name__}: {exc}"), sink=where)
         if _is_transport_error(exc):
-            return SinkError(f"{where}: schema registry {url} unreachable while registering subject "
-                             f"'{subject}': {type(exc).__name__}: {exc}", sink=where)
-        return RecordSerializationError(
+            return SinkError(factory.scrub(
+                f"{where}: schema registry {url} unreachable while registering subject "
+                f"'{subject}': {type(exc).__name__}: {exc}"), sink=where)
+        return RecordSerializationError(factory.scrub(
             f"{where}: cannot serialize {self.field} {obj!r:.200} with its Avro schema: "
-            f"{type(exc).__name__}: {exc}")
+            f"{type(exc).__name__}: {exc}"))
+
+
+def _is_httpx(exc: Exception, class_name: str) -> bool:
+    return any(cls.__name__ == class_name and cls.__module__.split(".")[0] in ("httpx", "httpx2")
+               for cls in type(exc).__mro__)
 
 
 def _is_transport_error(exc: Exception) -> bool:
     """A network-level failure talking to the registry (httpx or httpx2 TransportError, OSError)."""
-    if isinstance(exc, OSError):
-        return True
-    return any(cls.__name__ == "TransportError" and cls.__module__.split(".")[0] in ("httpx", "httpx2")
-               for cls in type(exc).__mro__)
+    return isinstance(exc, OSError) or _is_httpx(exc, "TransportError")
+
+
+def _is_timeout(exc: Exception) -> bool:
+    """The registry accepted the connection (or not) but did not answer in time."""
+    return isinstance(exc, TimeoutError) or _is_httpx(exc, "TimeoutException")
 
 
 class KafkaAvroSinkFactory:
@@ -160,7 +187,10 @@ class KafkaAvroSinkFactory:
         ``$DOGE_SCHEMA_REGISTRY_URL``, else ``"http://localhost:8081"``. ``mock://<name>`` uses an
         in-memory registry of the writing process (see ``schema_registry_client()``).
     :param registry_conf: extra ``SchemaRegistryClient`` settings, e.g. ``basic.auth.user.info``,
-        ``ssl.ca.location``, ``timeout``. Checked here.
+        ``ssl.ca.location``, ``max.retries``. Checked here. ``timeout`` (seconds per request,
+        default ``DEFAULT_REGISTRY_TIMEOUT_S`` = 30) bounds every wait on the registry: a registry
+        that accepts connections but never answers fails the run with a ``SinkError`` after
+        ``max.retries`` + 1 attempts.
     :param serializer_conf: ``AvroSerializer`` settings, e.g. ``{"auto.register.schemas": False}``.
     """
 
@@ -193,10 +223,17 @@ class KafkaAvroSinkFactory:
                              "registry_conf['url'], not both")
         if not isinstance(schema_registry_url, str) or not schema_registry_url.startswith(
                 ("http://", "https://", "mock://")):
+            shown = mask_url(schema_registry_url) if isinstance(schema_registry_url, str) \
+                else schema_registry_url
             raise ModelError(f"{owner}: schema_registry_url must start with http://, https:// or mock://, "
-                             f"got {schema_registry_url!r}")
+                             f"got {shown!r}")
         registry_conf["url"] = schema_registry_url
+        timeout = registry_conf.setdefault("timeout", DEFAULT_REGISTRY_TIMEOUT_S)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ModelError(f"{owner}: registry_conf['timeout'] must be a positive number of seconds "
+                             f"(every wait on the registry is bounded), got {timeout!r}")
         self.schema_registry_url = schema_registry_url
+        self.masked_registry_url = mask_url(schema_registry_url)
         self.registry_conf = registry_conf
         if serializer_conf is not None and not isinstance(serializer_conf, Mapping):
             raise ModelError(f"{owner}: serializer_conf must be a dict, got {type(serializer_conf).__name__}")
@@ -211,13 +248,23 @@ class KafkaAvroSinkFactory:
         try:
             client = _new_registry_client(self.registry_conf)
         except (TypeError, ValueError) as exc:
-            raise ModelError(f"{owner}: invalid registry_conf: {exc}") from None
+            raise ModelError(self.scrub(f"{owner}: invalid registry_conf: {exc}")) from None
         try:
             AvroSerializer(client, '"string"', conf=dict(self.serializer_conf) or None)
         except (TypeError, ValueError) as exc:
-            raise ModelError(f"{owner}: invalid serializer_conf: {exc}") from None
+            raise ModelError(self.scrub(f"{owner}: invalid serializer_conf: {exc}")) from None
         finally:
             client.close()
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the registry's credentials (URL password, basic auth, tokens) masked."""
+        secrets = url_passwords(self.schema_registry_url)
+        for key, value in self.registry_conf.items():
+            if isinstance(value, str) and any(word in key for word in _SECRET_KEY_WORDS):
+                secrets.append(value)
+                if key.endswith("user.info") and ":" in value:
+                    secrets.append(value.split(":", 1)[1])
+        return _scrub(text, secrets)
 
     @property
     def bootstrap_servers(self) -> str:
@@ -256,4 +303,4 @@ class KafkaAvroSinkFactory:
 
     def __repr__(self) -> str:
         return (f"KafkaAvroSinkFactory(bootstrap_servers={self.kafka.bootstrap_servers!r}, "
-                f"schema_registry_url={self.schema_registry_url!r})")
+                f"schema_registry_url={self.masked_registry_url!r})")
