@@ -288,3 +288,13 @@ def test_a_relative_path_is_relative_to_where_the_sink_was_made(tmp_path, monkey
     feed(sink, events(3))
     assert len((tmp_path / "here" / "out" / "rel-0.jsonl").read_text().splitlines()) == 3
     assert not (tmp_path / "elsewhere" / "out").exists()
+
+
+def test_a_multi_shard_plan_without_shard_placeholder_is_refused_before_any_event(tmp_path):
+    from doge_dist import JsonLinesSink, ModelError
+    from examples.banking import build_generator
+
+    gen = build_generator(JsonLinesSink(str(tmp_path / "one.jsonl")), subjects=10, ticks=10)
+    with pytest.raises(ModelError, match=r"no \{shard\} placeholder but the run has 2 shards"):
+        gen.start(workers=2)  # refused by check_plan while planning: no Ray needed, no file written
+    assert not (tmp_path / "one.jsonl").exists()

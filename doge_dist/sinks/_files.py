@@ -214,17 +214,20 @@ class _FileSink(PicklesAsDescription, EventSink):
         self._delivered = 0
 
     # pickling (PicklesAsDescription): the open file and counts stay with the original
+    def check_plan(self, shard_count: int) -> None:
+        """Refuse, before the run, a plan where several shards would write one file."""
+        if shard_count > 1 and _SHARD_FIELD.search(self.path) is None:
+            raise ModelError(
+                f"{self.name}: the path has no {{shard}} placeholder but the run has {shard_count} shards; "
+                "two processes must never append to one file: add {shard} to the path, e.g. "
+                f"{_suggest(self.path)!r}")
+
     def resolved_path(self) -> str:
         """The path for the current shard (``{shard}`` replaced); errors if several shards would share it."""
         shard = current_shard()
         path = self.path if self.base_dir is None else os.path.join(self.base_dir, self.path)
         if _SHARD_FIELD.search(self.path) is None:
-            if shard.count > 1:
-                raise ModelError(
-                    f"{self.name}: the path has no {{shard}} placeholder but the run has "
-                    f"{shard.count} shards; "
-                    "two processes must never append to one file: add {shard} to the path, e.g. "
-                    f"{_suggest(self.path)!r}")
+            self.check_plan(shard.count)
             return path
         return _SHARD_FIELD.sub(lambda m: format(shard.index, m.group(1) or ""), path)
 
