@@ -337,10 +337,19 @@ def _connect(ray_address: str | None) -> bool:
         _check_reachable(address)
         ray.init(address=address, log_to_driver=True)
         return False
-    paths = [p for p in sys.path if p and os.path.isdir(p)]
-    cwd = os.getcwd()
-    ray.init(include_dashboard=False, log_to_driver=True,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([cwd, *paths])}})
+    # Workers import the model's modules by the driver's path. Ray's processes inherit this
+    # environment; a runtime_env with env_vars would do the same but slows every actor's start
+    # (about 1.0 s instead of 0.6 s here).
+    paths = [os.getcwd(), *(p for p in sys.path if p and os.path.isdir(p))]
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    try:
+        ray.init(include_dashboard=False, log_to_driver=True)
+    finally:
+        if previous is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = previous
     return True
 
 
