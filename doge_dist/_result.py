@@ -79,6 +79,7 @@ class Progress:
     events_by_sink: dict[str, int]
     elapsed_s: float
     lag_s: float = 0.0
+    failed_by_sink: dict[str, int] = field(default_factory=dict)
 
     @property
     def events_per_s(self) -> float:

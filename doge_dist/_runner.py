@@ -75,6 +75,7 @@ class WindowReport:
     compute_s: float
     total_events: int
     events_by_sink: dict[str, int]
+    failed_by_sink: dict[str, int] = field(default_factory=dict)
 
 
 class Backend(Protocol):
@@ -224,8 +225,9 @@ def drive(gen: DataOnlineGenerator, plan: RunPlan, backend: Backend) -> RunResul
                                                fixed=plan.fixed_window)
                 total, events_by_sink = _sum_reports(reports, total, events_by_sink)
                 if plan.progress is not None:
+                    failed = _sum_failed(reports)
                     plan.progress(Progress(ticks_done, plan.ticks, total, dict(events_by_sink),
-                                           time.perf_counter() - started, lag))
+                                           time.perf_counter() - started, lag, failed))
         except BaseException as exc:  # noqa: BLE001 - sinks are closed below, then it is re-raised
             failure = exc
         shard_results: list[ShardResult] = []
@@ -272,6 +274,26 @@ def _sum_reports(reports: list[WindowReport], total: int,
         for name, value in r.events_by_sink.items():
             merged[name] = merged.get(name, 0) + value
     return total, merged
+
+
+def _sum_failed(reports: list[WindowReport]) -> dict[str, int]:
+    """Delivery failures so far per sink (sinks that count them), summed over shards."""
+    failed: dict[str, int] = {}
+    for r in reports:
+        for name, value in r.failed_by_sink.items():
+            failed[name] = failed.get(name, 0) + value
+    return failed
+
+
+def sink_failures(sinks: list[Any], names: list[str]) -> dict[str, int]:
+    """The ``failed`` count of each sink's stats() that has one above zero (in-flight messages
+    are not failures yet), so progress shows delivery failures while a stream runs."""
+    out: dict[str, int] = {}
+    for sink, name in zip(sinks, names):
+        numbers = _sink_stats(sink)
+        if numbers and numbers.get("failed"):
+            out[name] = int(numbers["failed"])
+    return out
 
 
 def _sum_transitions(shards: list[ShardResult]) -> dict[str, int]:

@@ -9,7 +9,7 @@ from typing import Any
 from ._context import ShardInfo, shard_scope
 from ._engine import ShardEngine
 from ._result import ShardResult
-from ._runner import WindowReport, close_all
+from ._runner import WindowReport, close_all, sink_failures
 
 __all__ = ["ShardWorker"]
 
@@ -43,8 +43,9 @@ class ShardWorker:
             self.engine.run_window(t0, t1)
         spent = time.perf_counter() - started
         self.engine_s += spent
+        model = self.engine.model
         return WindowReport(self.info.index, spent, self.engine.total_events(),
-                            self.engine.counts_by_sink())
+                            self.engine.counts_by_sink(), sink_failures(model.sinks, model.sink_names))
 
     def finish(self, ticks_done: int) -> tuple[ShardResult, list[BaseException]]:
         """Close this process's sinks (once, even when called again) and report the shard's counts."""

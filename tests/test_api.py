@@ -469,3 +469,33 @@ def test_mock_sink_as_in_doge_datagen_tests():
     assert sink.collect.call_count == 6
     assert sink.close.call_count == 1
     assert result.events_by_sink == {"Mock": 6}
+
+
+def test_progress_shows_delivery_failures_while_the_run_goes():
+    from doge_dist import EventSink
+    from doge_dist.cli._progress import format_progress
+
+    class Lossy(EventSink):
+        name = "lossy"
+
+        def __init__(self):
+            self.seen = 0
+
+        def collect(self, timestamp, subject, transition):
+            self.seen += 1
+
+        def stats(self):
+            return {"delivered": self.seen - self.seen // 2, "failed": self.seen // 2}
+
+    class Factory(doge_dist.SubjectFactory):
+        def create(self, index):
+            return index
+
+    sink = Lossy()
+    gen = doge_dist.DataOnlineGenerator(["a", "b"], "a", Factory(), 50, 1000, 20, seed=1)
+    gen.add_transition("go", "a", "b", 100, event_sinks=[sink])
+    gen.add_transition("back", "b", "a", 100, event_sinks=[sink])
+    seen = []
+    gen.start(window=5, progress=seen.append)
+    assert [p.failed_by_sink.get("lossy", 0) for p in seen] == [125, 250, 375, 500]
+    assert "FAILED lossy: 500" in format_progress(seen[-1])

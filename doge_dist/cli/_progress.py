@@ -39,6 +39,9 @@ def format_progress(p: Progress, tick_s: float | None = None, mask: Callable[[st
         parts.append(f"ETA {format_duration(remaining * per_tick)}")
     if p.events_by_sink:
         parts.append(", ".join(f"{mask(name)}: {count:,}" for name, count in p.events_by_sink.items()))
+    failed = getattr(p, "failed_by_sink", None)
+    if failed:
+        parts.append("FAILED " + ", ".join(f"{mask(name)}: {count:,}" for name, count in failed.items()))
     if p.lag_s > 0.0005:
         parts.append(f"lag {p.lag_s:.3f} s")
     return " | ".join(parts)
