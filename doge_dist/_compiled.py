@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,11 +24,7 @@ class CompiledModel:
     transitions: list[Transition]
     initial: int
     to_state: np.ndarray        # int16[T]: transition id -> target state
-    out_total: np.ndarray       # float64[S]: sum of outgoing probabilities, percent
-    out_total_scaled: np.ndarray  # float64[S]: out_total * 2**-32 (maps a 32-bit draw onto it)
-    cum: np.ndarray             # float64[S, K]: cumulative percent per state, padded with +inf
-    last: np.ndarray            # int64[S]: out-degree - 1 (clip for rounding)
-    table: np.ndarray           # int32[S, K]: (state, slot) -> transition id
+    out_total_scaled: np.ndarray  # float64[S]: outgoing percent * 2**-32 (maps a 32-bit draw onto it)
     inv_log_stay: np.ndarray    # float64[S]: 1 / log(1 - q); 0 where q == 0 (final states)
     final: np.ndarray           # bool[S]: no outgoing transition (or total probability 0)
     flat_cum: np.ndarray        # float64[T]: state * STRIDE + cumulative percent, sorted
@@ -90,19 +85,20 @@ def compile_model(states: list[str], initial_state: str, transitions: list[Trans
     outgoing: list[list[int]] = [[] for _ in states]
     for tid, tr in enumerate(transitions):
         outgoing[index[tr.from_state]].append(tid)
-    width = max(1, max((len(out) for out in outgoing), default=1))
-    cum = np.full((n_states, width), np.inf)
-    table = np.zeros((n_states, width), dtype=np.int32)
+    # One sorted array over all states: state s's cumulative percentages are offset by s * STRIDE,
+    # so one searchsorted picks the transition of every acting subject whatever its state.
     out_total = np.zeros(n_states)
-    last = np.zeros(n_states, dtype=np.int64)
+    flat_cum: list[float] = []
+    flat_tid: list[int] = []
+    state_last = np.zeros(n_states, dtype=np.int64)
     for s, out in enumerate(outgoing):
         running = 0.0
-        for slot, tid in enumerate(out):
+        for tid in out:
             running += float(transitions[tid].probability)
-            cum[s, slot] = running
-            table[s, slot] = tid
+            flat_cum.append(s * STRIDE + running)
+            flat_tid.append(tid)
         out_total[s] = running
-        last[s] = max(len(out) - 1, 0)
+        state_last[s] = max(len(flat_cum) - 1, 0)
     q = np.minimum(out_total / 100.0, 1.0)
     final = q <= 0.0
     with np.errstate(divide="ignore"):
@@ -113,38 +109,15 @@ def compile_model(states: list[str], initial_state: str, transitions: list[Trans
     # |log u| <= 32 ln 2 for the engine's 32-bit draws; clipping keeps every delay below 2**62
     # (a state acting less than once in 1e17 ticks is as good as final).
     np.maximum(inv_log_stay, -1e17, out=inv_log_stay)
-    flat_cum: list[float] = []
-    flat_tid: list[int] = []
-    state_last = np.zeros(n_states, dtype=np.int64)
-    for s, out in enumerate(outgoing):
-        running = 0.0
-        for tid in out:
-            running += float(transitions[tid].probability)
-            flat_cum.append(s * STRIDE + running)
-            flat_tid.append(tid)
-        state_last[s] = max(len(flat_cum) - 1, 0)
-    sinks: list[Any] = []
-    seen: dict[int, int] = {}
-    sink_ids: list[tuple[int, ...]] = []
-    for tr in transitions:
-        ids = []
-        for sink in tr.event_sinks:
-            if id(sink) not in seen:
-                seen[id(sink)] = len(sinks)
-                sinks.append(sink)
-            ids.append(seen[id(sink)])
-        sink_ids.append(tuple(ids))
+    sinks = sinks_in_use_order(transitions)
+    position = {id(sink): k for k, sink in enumerate(sinks)}
     return CompiledModel(
         states=list(states),
         transitions=list(transitions),
         initial=index[initial_state],
         to_state=np.array([index[tr.to_state] for tr in transitions] or [0],
                           dtype=np.int16 if n_states <= np.iinfo(np.int16).max else np.int32),
-        out_total=out_total,
         out_total_scaled=out_total * 2.0**-32,
-        cum=cum,
-        last=last,
-        table=table,
         inv_log_stay=inv_log_stay,
         final=final,
         flat_cum=np.array(flat_cum or [0.0]),
@@ -153,11 +126,6 @@ def compile_model(states: list[str], initial_state: str, transitions: list[Trans
         state_last=state_last,
         sinks=sinks,
         sink_names=unique_sink_names(sinks),
-        sink_ids_by_transition=sink_ids,
+        sink_ids_by_transition=[tuple(position[id(sink)] for sink in tr.event_sinks) for tr in transitions],
         has_callbacks=any(tr.action_callback is not None for tr in transitions),
     )
-
-
-def expected_delay(q: float) -> float:
-    """Mean ticks until a subject with per-tick action probability ``q`` acts (for docs/tests)."""
-    return math.inf if q <= 0 else (1 - q) / q

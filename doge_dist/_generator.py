@@ -198,14 +198,14 @@ class DataOnlineGenerator(Generic[Subject]):
             raise ModelError(f"speed must be a number > 0, got {speed!r}")
         if self.ticks_num is None and stop_event is None and not realtime:
             raise ModelError("ticks_num=None (unbounded) needs realtime=True or a stop_event to end the run")
-        self._stop_requested.clear()
-        stops = [self._stop_requested] + ([stop_event] if stop_event is not None else [])
-        plan = RunPlan.build(self, workers=workers, window=window, realtime=realtime, speed=speed,
-                             progress=progress, stop_events=stops, keep_workers=keep_workers)
         if backend not in (None, "local", "ray"):
             raise ModelError(f"backend must be 'local' or 'ray', got {backend!r}")
         if backend == "local" and workers > 1:
             raise ModelError("backend='local' runs one shard; use workers=1 or backend='ray'")
+        self._stop_requested.clear()
+        stops = [self._stop_requested] + ([stop_event] if stop_event is not None else [])
+        plan = RunPlan.build(self, workers=workers, window=window, realtime=realtime, speed=speed,
+                             progress=progress, stop_events=stops, keep_workers=keep_workers)
         use_ray = backend == "ray" or (backend is None and (workers > 1 or ray_address is not None))
         if not use_ray:
             return run_local(self, plan)

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-__all__ = ["mix64", "mix64_int", "seed_key", "subject_keys", "to_unit", "to_unit_open", "GOLDEN"]
+__all__ = ["mix64", "mix64_int", "seed_key", "subject_keys", "GOLDEN"]
 
 M64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
@@ -19,8 +19,6 @@ _M2 = np.uint64(0x94D049BB133111EB)
 _S30 = np.uint64(30)
 _S27 = np.uint64(27)
 _S31 = np.uint64(31)
-_S11 = np.uint64(11)
-_TWO_M53 = 2.0 ** -53
 
 
 def mix64_int(x: int) -> int:
@@ -54,13 +52,3 @@ def subject_keys(run_key: int, start: int, stop: int) -> np.ndarray:
     idx *= np.uint64(GOLDEN)
     idx ^= np.uint64(run_key)
     return mix64(idx)
-
-
-def to_unit(h: np.ndarray) -> np.ndarray:
-    """Uniform floats in [0, 1) from 64-bit hashes."""
-    return (h >> _S11).astype(np.float64) * _TWO_M53
-
-
-def to_unit_open(h: np.ndarray) -> np.ndarray:
-    """Uniform floats in (0, 1] from 64-bit hashes (safe for log)."""
-    return ((h >> _S11).astype(np.float64) + 1.0) * _TWO_M53

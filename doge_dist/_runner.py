@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from ._compiled import CompiledModel
     from ._generator import DataOnlineGenerator
 
-__all__ = ["RunPlan", "WindowReport", "Backend", "drive", "merge_shards", "close_all", "raise_collected"]
+__all__ = ["RunPlan", "WindowReport", "Backend", "drive", "merge_shards", "close_all", "raise_collected",
+           "sink_failures"]
 
 
 @dataclass
@@ -90,14 +91,6 @@ def merge_shards(shards: list[ShardResult], *, subjects: int, ticks: int, elapse
                  workers: int, window: int, seed: int | None, stopped: bool, max_lag_s: float,
                  events_by_transition: dict[str, int]) -> RunResult:
     """Sum per-shard counts into one RunResult."""
-
-    def add(dicts: list[dict[str, int]]) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for d in dicts:
-            for key, value in d.items():
-                out[key] = out.get(key, 0) + value
-        return out
-
     stats: dict[str, dict[str, int]] = {}
     for shard in shards:
         for name, numbers in shard.sink_stats.items():
@@ -106,9 +99,9 @@ def merge_shards(shards: list[ShardResult], *, subjects: int, ticks: int, elapse
                 if isinstance(value, (int, float)):
                     slot[key] = slot.get(key, 0) + value
     return RunResult(
-        events_by_trigger=add([s.events_by_trigger for s in shards]),
-        vetoed_by_trigger=add([s.vetoed_by_trigger for s in shards]),
-        events_by_sink=add([s.events_by_sink for s in shards]),
+        events_by_trigger=_add_counts([s.events_by_trigger for s in shards]),
+        vetoed_by_trigger=_add_counts([s.vetoed_by_trigger for s in shards]),
+        events_by_sink=_add_counts([s.events_by_sink for s in shards]),
         events_by_transition=events_by_transition,
         total_events=sum(s.total_events for s in shards),
         total_vetoed=sum(s.total_vetoed for s in shards),
@@ -201,8 +194,6 @@ def drive(gen: DataOnlineGenerator, plan: RunPlan, backend: Backend) -> RunResul
         try:
             backend.begin()
             clock_start = time.monotonic()
-            events_by_sink: dict[str, int] = {}
-            total = 0
             while plan.ticks is None or ticks_done < plan.ticks:
                 if plan.stop_requested():
                     stopped = True
@@ -223,11 +214,11 @@ def drive(gen: DataOnlineGenerator, plan: RunPlan, backend: Backend) -> RunResul
                 compute = max((r.compute_s for r in reports), default=0.0)
                 window = _schedule.next_window(window, compute, max(wall - compute, 0.0),
                                                fixed=plan.fixed_window)
-                total, events_by_sink = _sum_reports(reports, total, events_by_sink)
-                if plan.progress is not None:
-                    failed = _sum_failed(reports)
-                    plan.progress(Progress(ticks_done, plan.ticks, total, dict(events_by_sink),
-                                           time.perf_counter() - started, lag, failed))
+                if plan.progress is not None:  # shards report cumulative counts
+                    plan.progress(Progress(ticks_done, plan.ticks, sum(r.total_events for r in reports),
+                                           _add_counts([r.events_by_sink for r in reports]),
+                                           time.perf_counter() - started, lag,
+                                           _add_counts([r.failed_by_sink for r in reports])))
         except BaseException as exc:  # noqa: BLE001 - sinks are closed below, then it is re-raised
             failure = exc
         shard_results: list[ShardResult] = []
@@ -242,7 +233,7 @@ def drive(gen: DataOnlineGenerator, plan: RunPlan, backend: Backend) -> RunResul
         interrupted = hit[0]
     if failure is not None:
         raise failure
-    counts = _sum_transitions(shard_results)
+    counts = _add_counts([getattr(shard, "events_by_transition", {}) for shard in shard_results])
     result = merge_shards(
         shard_results, subjects=gen.subjects_num, ticks=ticks_done,
         elapsed_s=time.perf_counter() - started, workers=len(plan.shards), window=window,
@@ -265,24 +256,13 @@ def _sleep_until(due: float, plan: RunPlan) -> float:
         time.sleep(min(remaining, 0.05))
 
 
-def _sum_reports(reports: list[WindowReport], total: int,
-                 by_sink: dict[str, int]) -> tuple[int, dict[str, int]]:
-    """Per-shard reports carry cumulative counts; combine them for progress."""
-    total = sum(r.total_events for r in reports)
-    merged: dict[str, int] = {}
-    for r in reports:
-        for name, value in r.events_by_sink.items():
-            merged[name] = merged.get(name, 0) + value
-    return total, merged
-
-
-def _sum_failed(reports: list[WindowReport]) -> dict[str, int]:
-    """Delivery failures so far per sink (sinks that count them), summed over shards."""
-    failed: dict[str, int] = {}
-    for r in reports:
-        for name, value in r.failed_by_sink.items():
-            failed[name] = failed.get(name, 0) + value
-    return failed
+def _add_counts(dicts: list[dict[str, int]]) -> dict[str, int]:
+    """Key-wise sum of count dicts (shards' counts into one)."""
+    out: dict[str, int] = {}
+    for d in dicts:
+        for key, value in d.items():
+            out[key] = out.get(key, 0) + value
+    return out
 
 
 def sink_failures(sinks: list[Any], names: list[str]) -> dict[str, int]:
@@ -293,12 +273,4 @@ def sink_failures(sinks: list[Any], names: list[str]) -> dict[str, int]:
         numbers = _sink_stats(sink)
         if numbers and numbers.get("failed"):
             out[name] = int(numbers["failed"])
-    return out
-
-
-def _sum_transitions(shards: list[ShardResult]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for shard in shards:
-        for key, value in getattr(shard, "events_by_transition", {}).items():
-            out[key] = out.get(key, 0) + value
     return out
