@@ -9,7 +9,7 @@ objects and, since numpy registers its allocations there, the engine arrays too)
 - banking ``User`` subjects as a slotted dataclass (4 ints), as a plain dataclass (with a
   ``__dict__``) and as a tuple, with values like the banking example's (index id, balance 0..999);
 - one real shard of the banking model (``examples/banking.py`` in the engine that the runners
-  use, ``doge_dist._engine.ShardEngine``): its arrays, everything after subject creation, the
+  use, ``doge_dist.engine._shard_engine.ShardEngine``): its arrays, everything after subject creation, the
   peak during creation, and the peak during a 100-tick and a 1,000-tick window.
 
 The figures feed the memory table in docs/scaling.md. No third-party service is needed.
@@ -84,8 +84,8 @@ def measure_engine(n: int, windows: tuple[int, ...] = (100, 1000)) -> list[tuple
     Uses the engine's private constructor as the runners do; a counting sink keeps sink buffers
     out of the figures.
     """
-    from doge_dist._engine import ShardEngine
-    from doge_dist._keyed import seed_key
+    from doge_dist.engine._keyed import seed_key
+    from doge_dist.engine._shard_engine import ShardEngine
     from examples.banking import build_generator
 
     gen = build_generator("count", subjects=n, ticks=sum(windows), seed=7)

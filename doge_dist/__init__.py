@@ -12,11 +12,11 @@ from typing import Any
 
 from ._context import ShardInfo, current_shard
 from ._errors import ModelError, RunInterrupted, SimulationError, SinkError
-from ._generator import DataOnlineGenerator
-from ._grapher import DataOnlineGeneratorGrapher
-from ._model import EventSink, Subject, SubjectFactory, Transition
-from ._printing import CountingSink, PrintingSink
-from ._result import Progress, RunResult, ShardResult
+from .model._generator import DataOnlineGenerator
+from .model._vocabulary import EventSink, Subject, SubjectFactory, Transition
+from .report._grapher import DataOnlineGeneratorGrapher
+from .run._result import Progress, RunResult, ShardResult
+from .sinks._printing import CountingSink, PrintingSink
 
 try:
     __version__ = version("doge-dist")
@@ -62,7 +62,7 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     if name == "release_workers":
-        from ._ray_runner import release_workers
+        from .run._ray_backend import release_workers
 
         return release_workers
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from doge_dist import CountingSink, ModelError, Transition
-from doge_dist._analysis import analyze, analyze_generator, propagate, transition_matrix
+from doge_dist.model._analysis import analyze, analyze_generator, propagate, transition_matrix
 
 
 def tr(trigger, src, dst, p, sinks=(), callback=None):

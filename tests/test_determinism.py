@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from doge_dist import DataOnlineGenerator, EventSink, SimulationError, SubjectFactory, _engine, rand
-from doge_dist._engine import ShardEngine
-from doge_dist._keyed import seed_key
+from doge_dist import DataOnlineGenerator, EventSink, SimulationError, SubjectFactory, rand
+from doge_dist.engine import _shard_engine as _engine
+from doge_dist.engine._keyed import seed_key
+from doge_dist.engine._shard_engine import ShardEngine
 from examples.banking import UserFactory, build_generator
 
 

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from doge_dist import CountingSink, DataOnlineGeneratorGrapher
-from doge_dist._grapher import GraphvizMissingError
+from doge_dist.report._grapher import GraphvizMissingError
 from examples.banking import build_generator
 
 STATES = ["offline", "online", "loan_screen"]

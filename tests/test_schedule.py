@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from doge_dist._schedule import (
+from doge_dist.run._schedule import (
     BARRIER_TARGET,
     DEFAULT_WINDOW,
     MAX_WINDOW,

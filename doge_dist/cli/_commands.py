@@ -293,7 +293,7 @@ def cmd_run(args: argparse.Namespace, masker: Masker) -> int:
         raise RunFailed(report_error)
     if args.graph_out:
         try:
-            from .._grapher import DataOnlineGeneratorGrapher
+            from ..report._grapher import DataOnlineGeneratorGrapher
 
             written = DataOnlineGeneratorGrapher(generator).render(args.graph_out, observed=result)
         except Exception as exc:
@@ -320,7 +320,7 @@ def cmd_graph(args: argparse.Namespace, masker: Masker) -> int:
             raise UsageError("Graphviz's `dot` program is not installed (apt-get install graphviz); "
                              "use a .dot file name to write the DOT source instead")
     _, generator = prepare_model(spec)
-    from .._grapher import DataOnlineGeneratorGrapher
+    from ..report._grapher import DataOnlineGeneratorGrapher
 
     grapher = DataOnlineGeneratorGrapher(generator)
     if args.output is None:
@@ -341,7 +341,7 @@ def cmd_graph(args: argparse.Namespace, masker: Masker) -> int:
 
 def cmd_inspect(args: argparse.Namespace, masker: Masker) -> int:
     """``doge-dist inspect``: validate the model and print its Markov-chain analysis."""
-    from .._analysis import analyze_generator
+    from ..model._analysis import analyze_generator
     from ._inspect import format_analysis
 
     spec = load_job(args, masker, run_flags=False)

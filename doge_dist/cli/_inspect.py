@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .._analysis import ModelAnalysis
+from ..model._analysis import ModelAnalysis
 
 __all__ = ["format_analysis"]
 

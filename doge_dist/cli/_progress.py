@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from .._result import Progress
+from ..run._result import Progress
 from ._mask import Masker
 
 __all__ = ["ProgressPrinter", "format_duration", "format_progress"]

@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from .._result import RunResult
+from ..run._result import RunResult
 from ._mask import Masker
 
 __all__ = ["package_versions", "summary_table", "build_report", "write_report", "REPORT_FORMAT"]

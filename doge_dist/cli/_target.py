@@ -136,7 +136,7 @@ def _extend_pythonpath(directory: str) -> None:
 
 def build_model(target: Target, params: dict[str, Any]) -> Any:
     """Call the target with ``params`` (or use it as is) and check that it is a DataOnlineGenerator."""
-    from .._generator import DataOnlineGenerator
+    from ..model._generator import DataOnlineGenerator
 
     obj = target.obj
     if isinstance(obj, DataOnlineGenerator):

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ModelError, SinkError
-from .._model import EventSink, Transition
+from ..model._vocabulary import EventSink, Transition
 from ._pickling import PicklesAsDescription
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from .._context import current_shard
 from .._errors import ModelError
-from .._model import EventSink, Transition
+from ..model._vocabulary import EventSink, Transition
 from ._pickling import PicklesAsDescription
 
 __all__ = ["JsonLinesSink", "CsvSink", "default_row"]

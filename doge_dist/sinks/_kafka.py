@@ -20,7 +20,7 @@ from typing import Any
 
 from .._context import current_shard
 from .._errors import ModelError, SinkError
-from .._model import EventSink, Transition
+from ..model._vocabulary import EventSink, Transition
 
 __all__ = [
     "KafkaSinkFactory",

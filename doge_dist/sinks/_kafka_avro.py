@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .._errors import ModelError, SinkError
-from .._model import Transition
+from ..model._vocabulary import Transition
 from ._kafka import KafkaSink, KafkaSinkFactory, LazySerializer, RecordSerializationError
 from ._masking import mask_url, url_passwords
 from ._masking import scrub as _scrub

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ._model import EventSink, Transition
+from ..model._vocabulary import EventSink, Transition
 
 __all__ = ["PrintingSink", "CountingSink"]
 

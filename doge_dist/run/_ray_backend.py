@@ -15,13 +15,13 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._errors import SimulationError
+from .._errors import SimulationError
+from ._driver import RunPlan, WindowReport, drive, raise_collected
 from ._result import RunResult, ShardResult
-from ._runner import RunPlan, WindowReport, drive, raise_collected
 from ._shard import ShardWorker
 
 if TYPE_CHECKING:
-    from ._generator import DataOnlineGenerator
+    from ..model._generator import DataOnlineGenerator
 
 __all__ = ["RayBackend", "run_ray", "ShardActorError", "release_workers"]
 
@@ -138,7 +138,7 @@ def _process_generators_by_reference() -> Iterator[None]:
     import copyreg
     import random
 
-    from . import rand
+    from .. import rand
 
     saved = {cls: copyreg.dispatch_table.get(cls) for cls in (random.Random, rand.KeyedRandom)}
     copyreg.pickle(random.Random, _reduce_generator)
@@ -156,7 +156,7 @@ def _process_generators_by_reference() -> Iterator[None]:
 def _reduce_generator(obj: Any) -> Any:
     import random
 
-    from . import rand
+    from .. import rand
 
     if obj is random._inst:
         return (_python_global_random, ())
@@ -172,7 +172,7 @@ def _python_global_random() -> Any:
 
 
 def _doge_rand_generator() -> Any:
-    from . import rand
+    from .. import rand
 
     return rand._inst
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .._errors import ModelError
 from ._compiled import sinks_in_use_order, unique_sink_names
-from ._errors import ModelError
 
 __all__ = [
     "Estimate",

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ._model import Transition, sink_name
+from ._vocabulary import Transition, sink_name
 
 __all__ = ["CompiledModel", "compile_model", "factory_takes_index", "unique_sink_names", "sinks_in_use_order"]
 

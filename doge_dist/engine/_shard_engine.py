@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from . import rand as _doge_rand
-from ._compiled import CompiledModel, factory_takes_index
-from ._errors import SimulationError
+from .. import rand as _doge_rand
+from .._errors import SimulationError
+from ..model._compiled import CompiledModel, factory_takes_index
 from ._keyed import GOLDEN, mix64, mix64_int, subject_keys
 
 __all__ = ["ShardEngine", "NEVER"]

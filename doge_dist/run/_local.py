@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._driver import RunPlan, WindowReport, drive, raise_collected
 from ._result import RunResult, ShardResult
-from ._runner import RunPlan, WindowReport, drive, raise_collected
 from ._shard import ShardWorker
 
 if TYPE_CHECKING:
-    from ._generator import DataOnlineGenerator
+    from ..model._generator import DataOnlineGenerator
 
 __all__ = ["LocalBackend", "run_local"]
 

@@ -6,13 +6,13 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ModelError
+from .._errors import ModelError
 
 if TYPE_CHECKING:
     import graphviz
 
-    from ._generator import DataOnlineGenerator
-    from ._result import RunResult
+    from ..model._generator import DataOnlineGenerator
+    from ..run._result import RunResult
 
 __all__ = ["DataOnlineGeneratorGrapher", "GraphvizMissingError"]
 

@@ -10,14 +10,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .._errors import RunInterrupted
+from ..engine._keyed import seed_key
 from . import _schedule
-from ._errors import RunInterrupted
-from ._keyed import seed_key
 from ._result import Progress, RunResult, ShardResult
 
 if TYPE_CHECKING:
-    from ._compiled import CompiledModel
-    from ._generator import DataOnlineGenerator
+    from ..model._compiled import CompiledModel
+    from ..model._generator import DataOnlineGenerator
 
 __all__ = ["RunPlan", "WindowReport", "Backend", "drive", "merge_shards", "close_all", "raise_collected",
            "sink_failures"]

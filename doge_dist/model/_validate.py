@@ -8,7 +8,7 @@ from decimal import Decimal
 from numbers import Integral, Real
 from typing import Any
 
-from ._errors import ModelError
+from .._errors import ModelError
 
 __all__ = [
     "check_states", "check_state", "check_count", "check_tick_ms", "check_probability",

@@ -9,13 +9,13 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Generic
 
+from .._errors import ModelError
+from ..run._driver import RunPlan
+from ..run._local import run_local
+from ..run._result import Progress, RunResult
 from . import _validate as v
 from ._compiled import CompiledModel, compile_model, sinks_in_use_order
-from ._errors import ModelError
-from ._local import run_local
-from ._model import EventSink, Subject, SubjectFactory, Transition, sink_name
-from ._result import Progress, RunResult
-from ._runner import RunPlan
+from ._vocabulary import EventSink, Subject, SubjectFactory, Transition, sink_name
 
 __all__ = ["DataOnlineGenerator"]
 
@@ -209,6 +209,6 @@ class DataOnlineGenerator(Generic[Subject]):
         use_ray = backend == "ray" or (backend is None and (workers > 1 or ray_address is not None))
         if not use_ray:
             return run_local(self, plan)
-        from ._ray_runner import run_ray
+        from ..run._ray_backend import run_ray
 
         return run_ray(self, plan, ray_address=ray_address)

@@ -6,10 +6,10 @@ import random as _py_random
 import time
 from typing import Any
 
-from ._context import ShardInfo, shard_scope
-from ._engine import ShardEngine
+from .._context import ShardInfo, shard_scope
+from ..engine._shard_engine import ShardEngine
+from ._driver import WindowReport, close_all, sink_failures
 from ._result import ShardResult
-from ._runner import WindowReport, close_all, sink_failures
 
 __all__ = ["ShardWorker"]
 
