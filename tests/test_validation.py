@@ -109,8 +109,11 @@ def test_factory_without_create():
 
 
 def test_valid_edge_values_are_accepted(factory):
-    for seed in (None, 0, 2**70, -3):
+    for seed in (None, 0, 2**64 - 1):
         DataOnlineGenerator(STATES, "offline", factory, 0, 1, 0, seed=seed)
+    for seed in (-3, 2**64):  # the one seed rule, shared with job specs: 0 <= seed < 2**64
+        with expect_model_error(r"seed must be between 0 and 2\*\*64-1"):
+            DataOnlineGenerator(STATES, "offline", factory, 0, 1, 0, seed=seed)
     DataOnlineGenerator(STATES, "offline", factory, 5, 1000, None)  # unbounded ticks
     assert factory.calls == 0
 

@@ -35,6 +35,39 @@ class CompiledModel:
     sink_names: list[str]       # unique readable names, aligned with sinks
     sink_ids_by_transition: list[tuple[int, ...]]
     has_callbacks: bool
+    # time-varying probabilities (None when no transition has a profile)
+    flat_prob: np.ndarray | None = None      # float64[T]: base percent at each flat position
+    flat_profile: list[Any] | None = None    # profile (or None) at each flat position
+    flat_state: np.ndarray | None = None     # int64[T]: from-state at each flat position
+
+    @property
+    def profiled(self) -> bool:
+        return self.flat_profile is not None
+
+    def cumulative_rows(self, timestamps: np.ndarray) -> np.ndarray:
+        """``flat_cum`` for each timestamp (rows), with every profile applied: row k holds, per flat
+        position, the state's offset plus the cumulative percent of its transitions at that time."""
+        if self.flat_profile is None:
+            return np.broadcast_to(self.flat_cum, (len(timestamps), self.flat_cum.size))
+        ts = np.asarray(timestamps, dtype=np.int64)
+        probs = np.tile(self.flat_prob, (ts.size, 1))
+        evaluated: dict[int, np.ndarray] = {}
+        for pos, profile in enumerate(self.flat_profile):
+            if profile is None:
+                continue
+            values = evaluated.get(id(profile))
+            if values is None:
+                values = evaluated[id(profile)] = profile.values(ts)
+            probs[:, pos] *= values
+        cum = np.cumsum(probs, axis=1)
+        # restart the running sum at each state's first position (segmented cumsum)
+        starts = np.flatnonzero(np.r_[True, self.flat_state[1:] != self.flat_state[:-1]])
+        before = np.where(starts > 0, cum[:, np.maximum(starts - 1, 0)], 0.0) if starts.size else None
+        if before is not None:
+            seg = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, self.flat_state.size]))
+            cum -= before[:, seg]
+        cum += self.state_base[self.flat_state]
+        return cum
 
     @property
     def triggers(self) -> list[str]:
@@ -78,8 +111,13 @@ def factory_takes_index(factory: Any) -> bool:
     return len(positional) >= 1
 
 
-def compile_model(states: list[str], initial_state: str, transitions: list[Transition]) -> CompiledModel:
-    """Turn validated states and transitions into the engine's lookup tables."""
+def compile_model(states: list[str], initial_state: str, transitions: list[Transition], *,
+                  max_total: dict[str, float] | None = None) -> CompiledModel:
+    """Turn validated states and transitions into the engine's lookup tables.
+
+    ``max_total`` gives each state's largest total outgoing percent over the run when profiles make
+    it vary: the engine draws candidate ticks at that rate and thins them (see ShardEngine).
+    """
     index = {name: i for i, name in enumerate(states)}
     n_states = len(states)
     outgoing: list[list[int]] = [[] for _ in states]
@@ -90,6 +128,7 @@ def compile_model(states: list[str], initial_state: str, transitions: list[Trans
     out_total = np.zeros(n_states)
     flat_cum: list[float] = []
     flat_tid: list[int] = []
+    flat_state: list[int] = []
     state_last = np.zeros(n_states, dtype=np.int64)
     for s, out in enumerate(outgoing):
         running = 0.0
@@ -97,8 +136,12 @@ def compile_model(states: list[str], initial_state: str, transitions: list[Trans
             running += float(transitions[tid].probability)
             flat_cum.append(s * STRIDE + running)
             flat_tid.append(tid)
+            flat_state.append(s)
         out_total[s] = running
         state_last[s] = max(len(flat_cum) - 1, 0)
+    profiled = any(getattr(tr, "profile", None) is not None for tr in transitions)
+    if profiled and max_total is not None:
+        out_total = np.array([float(max_total[name]) for name in states])
     q = np.minimum(out_total / 100.0, 1.0)
     final = q <= 0.0
     with np.errstate(divide="ignore"):
@@ -128,4 +171,7 @@ def compile_model(states: list[str], initial_state: str, transitions: list[Trans
         sink_names=unique_sink_names(sinks),
         sink_ids_by_transition=[tuple(position[id(sink)] for sink in tr.event_sinks) for tr in transitions],
         has_callbacks=any(tr.action_callback is not None for tr in transitions),
+        flat_prob=np.array([float(transitions[t].probability) for t in flat_tid]) if profiled else None,
+        flat_profile=[transitions[t].profile for t in flat_tid] if profiled else None,
+        flat_state=np.array(flat_state, dtype=np.int64) if profiled else None,
     )

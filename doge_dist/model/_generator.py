@@ -14,7 +14,10 @@ from ..run._driver import RunPlan
 from ..run._local import run_local
 from ..run._result import Progress, RunResult
 from . import _validate as v
+from ._arrivals import ArrivalStream, make_arrival_stream
 from ._compiled import CompiledModel, compile_model, sinks_in_use_order
+from ._dynamics import StateBound, state_bounds
+from ._profiles import Profile, profile_from_dict
 from ._vocabulary import EventSink, Subject, SubjectFactory, Transition, sink_name
 
 __all__ = ["DataOnlineGenerator"]
@@ -67,6 +70,7 @@ class DataOnlineGenerator(Generic[Subject]):
         seed: int | None = None,
         *,
         reseed_python_random: bool = True,
+        drop_final: bool = False,
     ) -> None:
         self.states = v.check_states(states)
         v.check_state("initial state", initial_state, self.states)
@@ -76,9 +80,12 @@ class DataOnlineGenerator(Generic[Subject]):
         self.configure(subjects_num=subjects_num, tick_ms=tick_ms, ticks_num=ticks_num,
                        timestamp_start=timestamp_start, seed=seed)
         self.reseed_python_random = bool(reseed_python_random)
+        self.drop_final = bool(drop_final)
         self.transitions: list[Transition] = []
+        self.arrivals: list[ArrivalStream] = []
         self._probability_sum: dict[str, float] = {state: 0.0 for state in self.states}
         self._triggers: dict[str, set[str]] = {state: set() for state in self.states}
+        self._profiled_states: set[str] = set()
         self._stop_requested = threading.Event()
         self._warned_final: set[str] = set()
 
@@ -99,8 +106,23 @@ class DataOnlineGenerator(Generic[Subject]):
             raise ModelError(f"unknown setting(s) {unknown}; expected some of {sorted(checks)}")
         for name, value in settings.items():
             checks[name](value)
+        merged = {name: settings.get(name, getattr(self, name, None)) for name in checks}
+        if all(name in merged and merged[name] is not None for name in ("tick_ms", "timestamp_start")):
+            v.check_time_range(merged["timestamp_start"], merged["tick_ms"], merged.get("ticks_num"))
+        for name, value in settings.items():
             setattr(self, name, value)
         return self
+
+    def add_arrivals(self, rate_per_tick: float, profile: Profile | dict | None = None,
+                     limit: int | None = None, state: str | None = None) -> ArrivalStream:
+        """New subjects join during the run as a Poisson process of ``rate_per_tick`` per tick (times
+        ``profile(timestamp)`` when given), at most ``limit`` in all, entering ``state`` (default: the
+        initial state). They take the next global indices in arrival order, are made by the subject
+        factory, and act from the tick after they arrive."""
+        stream = make_arrival_stream(rate_per_tick, profile, limit,
+                                     self.initial_state if state is None else state, self.states)
+        self.arrivals.append(stream)
+        return stream
 
     @property
     def timestamp(self) -> int:  # doge-datagen kept the start timestamp under this name
@@ -114,18 +136,34 @@ class DataOnlineGenerator(Generic[Subject]):
         probability: float,
         action_callback: Callable[[Any, Transition], bool] | None = None,
         event_sinks: Iterable[EventSink] | None = None,
+        *,
+        profile: Profile | dict | None = None,
     ) -> Transition:
-        """Add a transition taken with ``probability`` percent per tick from ``from_state``."""
+        """Add a transition taken with ``probability`` percent per tick from ``from_state``.
+
+        With a ``profile`` (``doge_dist.profiles``) the probability in tick t is
+        ``probability * profile(timestamp(t))`` percent; the state's total must stay <= 100% at
+        every tick of the run (checked by ``compile()``, before any subject exists).
+        """
         if not isinstance(trigger, str) or not trigger:
             raise ModelError(f"trigger must be a non-empty string, got {trigger!r}")
         v.check_state(f"transition {trigger!r}: from_state", from_state, self.states)
         v.check_state(f"transition {trigger!r}: to_state", to_state, self.states)
         if trigger in self._triggers[from_state]:
             raise ModelError(f"trigger {trigger!r} is already defined from state {from_state!r}")
-        new_sum = v.check_probability(trigger, from_state, probability, self._probability_sum[from_state])
+        if profile is not None and not isinstance(profile, Profile):
+            profile = profile_from_dict(profile, f"transition {trigger!r} from {from_state!r}: profile")
+        if profile is not None or from_state in self._profiled_states:
+            # the state's total varies with time: compile() checks it at every tick of the run
+            v.check_probability(trigger, from_state, probability, 0.0)
+            new_sum = self._probability_sum[from_state] + float(probability)
+            if profile is not None:
+                self._profiled_states.add(from_state)
+        else:
+            new_sum = v.check_probability(trigger, from_state, probability, self._probability_sum[from_state])
         v.check_callback(trigger, action_callback)
         sinks = v.check_sinks(trigger, event_sinks)
-        transition = Transition(trigger, from_state, to_state, probability, action_callback, sinks)
+        transition = Transition(trigger, from_state, to_state, probability, action_callback, sinks, profile)
         self.transitions.append(transition)
         self._probability_sum[from_state] = new_sum
         self._triggers[from_state].add(trigger)
@@ -139,16 +177,27 @@ class DataOnlineGenerator(Generic[Subject]):
         return sinks_in_use_order(self.transitions)
 
     def final_states(self) -> list[str]:
-        """States with no way out (no transition, or only zero probabilities)."""
-        return [s for s in self.states if self._probability_sum[s] <= 0]
+        """States with no way out (no transition, or only zero probabilities over the whole run)."""
+        if not self._profiled_states:
+            return [s for s in self.states if self._probability_sum[s] <= 0]
+        bounds = self.state_bounds()
+        return [s for s in self.states if bounds[s].max_percent <= 0]
+
+    def state_bounds(self) -> dict[str, StateBound]:
+        """Each state's largest total outgoing probability over the run (profiles applied);
+        ModelError naming the state and the first timestamp where a total goes over 100%."""
+        return state_bounds(self.states, self.transitions, timestamp_start=self.timestamp_start,
+                            tick_ms=self.tick_ms, ticks=self.ticks_num)
 
     def compile(self) -> CompiledModel:
         """Validate the whole model and build the engine's tables (warns once per final state)."""
-        for state in self.final_states():
-            if state not in self._warned_final:  # once per state per generator, not per run
-                self._warned_final.add(state)
+        bounds = self.state_bounds()
+        for state in self.states:
+            if bounds[state].max_percent <= 0 and state not in self._warned_final:
+                self._warned_final.add(state)  # once per state per generator, not per run
                 LOGGER.warning("State %s is a final state and has no output transitions", state)
-        return compile_model(self.states, self.initial_state, self.transitions)
+        return compile_model(self.states, self.initial_state, self.transitions,
+                             max_total={s: b.max_percent for s, b in bounds.items()})
 
     def model_fingerprint(self) -> str:
         """A sha256 over what determines the output: states, transitions (with the source code of
@@ -160,7 +209,10 @@ class DataOnlineGenerator(Generic[Subject]):
         for tr in self.transitions:
             parts.append((tr.trigger, tr.from_state, tr.to_state, repr(float(tr.probability)),
                           _callable_identity(tr.action_callback),
-                          [sink_name(s) for s in tr.event_sinks]))
+                          [sink_name(s) for s in tr.event_sinks])
+                         + ((repr(tr.profile.to_dict()),) if tr.profile is not None else ()))
+        if self.arrivals or self.drop_final:
+            parts.append(("arrivals", [repr(a.to_dict()) for a in self.arrivals], self.drop_final))
         h.update(repr(parts).encode())
         return h.hexdigest()
 

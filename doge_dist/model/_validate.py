@@ -12,7 +12,7 @@ from .._errors import ModelError
 
 __all__ = [
     "check_states", "check_state", "check_count", "check_tick_ms", "check_probability",
-    "check_callback", "check_sinks", "check_factory", "check_seed", "check_timestamp",
+    "check_callback", "check_sinks", "check_factory", "check_seed", "check_timestamp", "check_time_range",
 ]
 
 _TOLERANCE = 1e-9
@@ -60,11 +60,29 @@ def check_timestamp(value: Any) -> None:
         raise ModelError(f"timestamp_start must be an integer (epoch milliseconds), got {value!r}")
 
 
+SEED_MAX = 2**64 - 1
+INT64_MAX = 2**63 - 1
+
+
 def check_seed(value: Any) -> None:
+    """The one seed rule (API, job specs and CLI): None, or an integer in 0..2**64-1."""
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise ModelError(f"seed must be an integer or None, got {value!r}")
+    if not 0 <= value <= SEED_MAX:
+        raise ModelError(f"seed must be between 0 and 2**64-1, got {value}")
+
+
+def check_time_range(timestamp_start: int, tick_ms: int, ticks: int | None) -> None:
+    """Every tick's timestamp (epoch ms) must fit in a signed 64-bit integer."""
+    last = timestamp_start + (ticks if ticks is not None else 0) * tick_ms
+    for name, value in (("timestamp_start", timestamp_start), ("tick_ms", tick_ms)):
+        if abs(value) > INT64_MAX:
+            raise ModelError(f"{name} {value} does not fit in 64-bit epoch milliseconds")
+    if not -INT64_MAX - 1 <= last <= INT64_MAX:
+        raise ModelError(f"the run's last timestamp (timestamp_start {timestamp_start} + ticks {ticks} x "
+                         f"tick_ms {tick_ms}) overflows 64-bit epoch milliseconds")
 
 
 def check_probability(trigger: str, from_state: str, probability: Any, current_sum: float) -> float:

@@ -47,7 +47,8 @@ class EventSink(ABC):
 class Transition:
     """A possible move from ``from_state`` to ``to_state`` with ``probability`` percent per tick."""
 
-    __slots__ = ("trigger", "from_state", "to_state", "probability", "action_callback", "event_sinks")
+    __slots__ = ("trigger", "from_state", "to_state", "probability", "action_callback", "event_sinks",
+                 "profile")
 
     def __init__(
         self,
@@ -57,6 +58,7 @@ class Transition:
         probability: float,
         action_callback: Callable[[Any, Transition], bool] | None = None,
         event_sinks: Iterable[EventSink] | None = None,
+        profile: Any = None,
     ) -> None:
         self.trigger = trigger
         self.from_state = from_state
@@ -64,17 +66,20 @@ class Transition:
         self.probability = probability
         self.action_callback = action_callback
         self.event_sinks = tuple(event_sinks or ())
+        self.profile = profile  # a doge_dist.profiles.Profile: probability * profile(timestamp)
 
     def __getstate__(self):
         return {name: getattr(self, name) for name in self.__slots__}
 
     def __setstate__(self, state):
+        self.profile = None  # pickles of older versions have no profile
         for name, value in state.items():
             setattr(self, name, value)
 
     def __repr__(self) -> str:
+        shape = "" if self.profile is None else f" x {self.profile!r}"
         return (f"Transition({self.trigger!r}, {self.from_state!r} -> {self.to_state!r}, "
-                f"P={self.probability}%)")
+                f"P={self.probability}%{shape})")
 
 
 def sink_name(sink: object) -> str:
