@@ -234,6 +234,7 @@ class DataOnlineGenerator(Generic[Subject]):
         stop_event: threading.Event | None = None,
         backend: str | None = None,
         keep_workers: bool = False,
+        worker_setup: Callable[[], None] | None = None,
     ) -> RunResult:
         """Run the simulation and close every sink once; return counts and timings.
 
@@ -241,6 +242,11 @@ class DataOnlineGenerator(Generic[Subject]):
         Ray actors that tick in lockstep windows; otherwise everything runs in this process.
         ``keep_workers=True`` parks the shard actors (and the CPUs they hold) after the run for the
         next run of this driver to reuse; ``doge_dist.release_workers()`` frees them.
+        ``worker_setup``: a picklable callable run once in each worker process before its shard
+        starts (the CLI installs its log masking there).
+
+        Without a ``seed``, the engine's key is taken from Python's ``random`` module (one
+        ``getrandbits(64)``), so ``random.seed(42)`` before ``start()`` repeats a run, as in doge-datagen.
         """
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ModelError(f"workers must be an integer >= 1, got {workers!r}")
@@ -257,7 +263,8 @@ class DataOnlineGenerator(Generic[Subject]):
         self._stop_requested.clear()
         stops = [self._stop_requested] + ([stop_event] if stop_event is not None else [])
         plan = RunPlan.build(self, workers=workers, window=window, realtime=realtime, speed=speed,
-                             progress=progress, stop_events=stops, keep_workers=keep_workers)
+                             progress=progress, stop_events=stops, keep_workers=keep_workers,
+                             worker_setup=worker_setup)
         use_ray = backend == "ray" or (backend is None and (workers > 1 or ray_address is not None))
         if not use_ray:
             return run_local(self, plan)

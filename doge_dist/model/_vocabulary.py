@@ -29,11 +29,19 @@ class EventSink(ABC):
     """Receives every successful transition as ``collect(timestamp, subject, transition)``.
 
     Sinks travel to worker processes by pickling, so they must open files, producers or
-    connections lazily on first use, not in ``__init__``. ``close()`` is called once per
-    process at the end of a run and must be idempotent. Optional: a ``name`` attribute
-    (readable name used in results), ``stats()`` returning a dict of delivery counts, and
-    ``check_plan(shard_count)`` raising ``ModelError`` before the run when the sink cannot
-    work with that many shards (e.g. one file shared by several processes).
+    connections lazily on first use, not in ``__init__`` (building a model does no I/O).
+    ``close()`` is called once per process at the end of a run and must be idempotent.
+
+    Optional hooks, in the order a run calls them:
+
+    - ``check_plan(shard_count)``: on the driver, before anything runs; raise ``ModelError``
+      when the sink cannot work with that many shards (e.g. one file shared by processes);
+    - ``prepare()``: on the driver, before any subject exists; the place for I/O that checks
+      the sink can work (connect, reflect or create a table) so bad settings fail before work;
+    - ``begin_run()``: in the process that writes, before its first event of each run; zero
+      counters and start the output afresh (a second ``start()`` reports only its own counts);
+    - ``stats()``: a dict of delivery counts (``delivered``, ``failed``, ...);
+    - ``name``: a readable name used in results.
     """
 
     @abstractmethod

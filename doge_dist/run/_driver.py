@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import random as _py_random
 import signal
 import threading
 import time
@@ -38,11 +39,13 @@ class RunPlan:
     progress: Callable[[Progress], None] | None
     stop_events: list[threading.Event] = field(default_factory=list)
     keep_workers: bool = False
+    worker_setup: Callable[[], None] | None = None
 
     @classmethod
     def build(cls, gen: DataOnlineGenerator, *, workers: int, window: int | None, realtime: bool,
               speed: float, progress: Callable[[Progress], None] | None,
-              stop_events: list[threading.Event], keep_workers: bool = False) -> RunPlan:
+              stop_events: list[threading.Event], keep_workers: bool = False,
+              worker_setup: Callable[[], None] | None = None) -> RunPlan:
         model = gen.compile()
         # no empty shards: fewer subjects than workers means fewer shards
         shards = _schedule.partition(gen.subjects_num, min(workers, max(1, gen.subjects_num)))
@@ -50,10 +53,14 @@ class RunPlan:
             check = getattr(sink, "check_plan", None)
             if callable(check):
                 check(len(shards))
+        for sink in model.sinks:  # then the I/O checks (connect, reflect or create a table)
+            prepare = getattr(sink, "prepare", None)
+            if callable(prepare):
+                prepare()
         return cls(
             model=model,
             shards=shards,
-            run_key=seed_key(gen.seed),
+            run_key=seed_key(gen.seed) if gen.seed is not None else _py_random.getrandbits(64),
             ticks=gen.ticks_num,
             window=window or _schedule.default_window(gen.ticks_num, realtime),
             fixed_window=window is not None or realtime,
@@ -62,6 +69,7 @@ class RunPlan:
             progress=progress,
             stop_events=stop_events,
             keep_workers=keep_workers,
+            worker_setup=worker_setup,
         )
 
     def stop_requested(self) -> bool:

@@ -23,7 +23,7 @@ class LocalBackend:
             ShardWorker(plan.model, gen.subject_factory, shard, count, start, stop, run_key=plan.run_key,
                         tick_ms=gen.tick_ms, timestamp_start=gen.timestamp_start,
                         reseed_python_random=gen.reseed_python_random and gen.seed is not None,
-                        keyed_callbacks=gen.seed is not None)
+                        keyed_callbacks=gen.seed is not None, worker_setup=None)
             for shard, (start, stop) in enumerate(plan.shards)
         ]
 

@@ -274,7 +274,8 @@ class RayBackend:
         setups = [
             actor.setup.remote(model_ref, factory_ref, shard, count, start, stop, run_key=plan.run_key,
                                tick_ms=gen.tick_ms, timestamp_start=gen.timestamp_start,
-                               reseed_python_random=reseed, keyed_callbacks=gen.seed is not None)
+                               reseed_python_random=reseed, keyed_callbacks=gen.seed is not None,
+                               worker_setup=plan.worker_setup)
             for actor, (shard, (start, stop)) in zip(self.actors, enumerate(plan.shards))
         ]
         self._gather(setups, "actor start-up", ACTOR_START_TIMEOUT_S)

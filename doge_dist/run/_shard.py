@@ -19,7 +19,7 @@ class ShardWorker:
 
     def __init__(self, model: Any, factory: Any, shard: int, shard_count: int, start: int, stop: int, *,
                  run_key: int, tick_ms: int, timestamp_start: int, reseed_python_random: bool,
-                 keyed_callbacks: bool = True) -> None:
+                 keyed_callbacks: bool = True, worker_setup: Any = None) -> None:
         self.info = ShardInfo(index=shard, count=shard_count, start=start, stop=stop)
         self.engine = ShardEngine(model, factory, start, stop, run_key=run_key, tick_ms=tick_ms,
                                   timestamp_start=timestamp_start,
@@ -29,10 +29,17 @@ class ShardWorker:
         self.create_s = 0.0
         self.engine_s = 0.0
         self._closed: ShardResult | None = None
+        self._worker_setup = worker_setup
 
     def begin(self) -> float:
         started = time.perf_counter()
+        if self._worker_setup is not None:  # e.g. the CLI's log masking, in this worker process
+            self._worker_setup()
         with shard_scope(self.info):
+            for sink in self.engine.model.sinks:  # every run starts each sink afresh
+                begin_run = getattr(sink, "begin_run", None)
+                if callable(begin_run):
+                    begin_run()
             self.engine.create_subjects()
         self.create_s = time.perf_counter() - started
         return self.create_s
