@@ -113,6 +113,8 @@ class ShardEngine:
         self.created = 0
         self.departed = 0
         self.dead = 0  # slots of departed subjects still in the arrays
+        self._pending = 0  # events dispatched in the current window, not yet folded into ``events``
+        self._tick_now = -1  # the tick being dispatched
         self.ticks_done = 0
         self._chosen: list[tuple[int, np.ndarray]] = []   # (tick, transition ids taken) this window
         self._refused: list[tuple[int, np.ndarray]] = []  # (tick, transition ids vetoed) this window
@@ -332,6 +334,17 @@ class ShardEngine:
     def in_window(self) -> bool:
         return self._steps is not None
 
+    def abandon_window(self) -> int:
+        """End the current window where it stands (a load shape has ended mid-window): its events so
+        far are counted and no more are made. Returns the ticks started (the run's length)."""
+        if self._steps is not None:
+            self._steps.close()
+            self._steps = None
+            self._budget = None
+            self.ticks_done = max(self.ticks_done, self._tick_now + 1)
+            self._count_window()
+        return self.ticks_done
+
     def _window(self, t0: int, t1: int) -> Iterator[None]:
         next_tick = self.next_tick
         cand = np.flatnonzero(next_tick < t1)
@@ -439,6 +452,7 @@ class ShardEngine:
     def _count_window(self) -> None:
         """Fold the window's chosen and refused transitions into the counters and the timeline."""
         size = self.events.size
+        self._pending = 0
         bucket = self.settings.timeline_bucket
         timeline: dict[int, np.ndarray] = {}
         for entries, sign in ((self._chosen, 1), (self._refused, -1)):
@@ -494,12 +508,10 @@ class ShardEngine:
         else:
             act_due, act_tids, act_h = due[acting], tids[acting], h[acting]
         vetoed = yield from self._dispatch_budgeted(t, act_due, act_tids, act_h)
-        self._chosen.append((t, act_tids))
         new_states = states.copy() if acting is not None else None
         if vetoed:
             accepted = np.ones(act_due.size, dtype=bool)
             accepted[vetoed] = False
-            self._refused.append((t, act_tids[~accepted]))
             taken_tids = act_tids[accepted]
             taken_local = act_due[accepted]
         else:
@@ -538,7 +550,7 @@ class ShardEngine:
     def _dispatch_budgeted(self, t: int, due: np.ndarray, tids: np.ndarray, h: np.ndarray) -> Iterator[None]:
         """Dispatch in slices when an event budget is set, pausing (yield) when it is spent."""
         if self._budget is None:
-            return self._dispatch_parts(t, due, tids, h, 0, due.size)
+            return self._dispatch_slice(t, due, tids, h, 0, due.size)
             yield  # pragma: no cover - makes this a generator
         vetoed: list[int] = []
         lo = 0
@@ -546,12 +558,23 @@ class ShardEngine:
             while self._budget is not None and self._budget <= 0:
                 yield
             hi = due.size if self._budget is None else min(due.size, lo + self._budget)
-            refused = self._dispatch_parts(t, due, tids, h, lo, hi)
+            refused = self._dispatch_slice(t, due, tids, h, lo, hi)
             vetoed.extend(refused)
             if self._budget is not None:
                 self._budget -= (hi - lo) - len(refused)
             lo = hi
         return vetoed
+
+    def _dispatch_slice(self, t: int, due: np.ndarray, tids: np.ndarray, h: np.ndarray, lo: int,
+                        hi: int) -> list[int]:
+        """Dispatch events ``lo .. hi-1`` and count them (taken and vetoed) for the window."""
+        self._tick_now = t
+        refused = self._dispatch_parts(t, due, tids, h, lo, hi)
+        self._chosen.append((t, tids[lo:hi]))
+        if refused:
+            self._refused.append((t, tids[refused]))
+        self._pending += (hi - lo) - len(refused)
+        return refused
 
     def _dispatch_parts(self, t: int, due: np.ndarray, tids: np.ndarray, h: np.ndarray, lo: int,
                         hi: int) -> list[int]:
@@ -639,4 +662,5 @@ class ShardEngine:
         return dict(zip(self.model.sink_names, counts))
 
     def total_events(self) -> int:
-        return int(self.events.sum())
+        """Events so far, including those of the current window (not yet in the per-trigger counts)."""
+        return int(self.events.sum()) + self._pending

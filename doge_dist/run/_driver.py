@@ -31,6 +31,7 @@ class Backend(Protocol):
 
     def begin(self, should_stop) -> None: ...
     def step(self, t0: int, t1: int, budget: int | None) -> list[WindowReport]: ...
+    def abandon(self) -> list[WindowReport]: ...
     def finish(self, ticks_done: int) -> list[ShardResult]: ...
 
 
@@ -119,7 +120,16 @@ def drive(plan: RunPlan, backend: Backend, controls: RunControls) -> RunResult:
                 max_lag = max(max_lag, lag)
                 window_start = time.perf_counter()
                 compute = 0.0
+                ended = False
                 while True:
+                    if pacer.finished() and not stop():  # the load shape is over: end mid-window
+                        reports = backend.abandon()
+                        folded.output.add([c for r in reports for c in r.output])
+                        folded.fold(reports)
+                        last_reports = reports
+                        t1 = max(r.ticks_done for r in reports)
+                        ended = True
+                        break
                     budget = None if stop() else pacer.budget()
                     reports = backend.step(t0, t1, budget)
                     done = all(r.complete for r in reports)
@@ -140,6 +150,8 @@ def drive(plan: RunPlan, backend: Backend, controls: RunControls) -> RunResult:
                                                    fixed=plan.fixed_window)
                 if lines and not plan.fixed_window:  # keep a window's printed lines bounded
                     window = max(1, min(window, (t1 - t0) * OUTPUT_WINDOW_LINES // lines))
+                if ended:
+                    break
                 if controls.progress is not None:  # shards report cumulative counts
                     target, achieved = pacer.rates()
                     controls.progress(Progress(

@@ -30,6 +30,9 @@ class LocalBackend:
     def step(self, t0: int, t1: int, budget: int | None) -> list[WindowReport]:
         return [worker.step(t0, t1, budget) for worker in self.workers]
 
+    def abandon(self) -> list[WindowReport]:
+        return [worker.abandon() for worker in self.workers]
+
     def finish(self, ticks_done: int) -> list[ShardResult]:
         results, errors = [], []
         for worker in self.workers:

@@ -275,8 +275,9 @@ class RatePacer(Pacer):
         now = time.monotonic() - self.started
         chunk = max(1.0, self.target_rate(now) * SLICE_S)
         due = self._time_for(self.emitted + chunk / 2.0, now)
-        if math.isfinite(due):
-            _sleep_until(self.started + due, stop)
+        if not math.isfinite(due):  # the target will not grow again: wait for the shape's end
+            due = self.period if math.isfinite(self.period) else now + 1.0
+        _sleep_until(self.started + due, stop)
 
     def record(self, total_events: int, *, window_done: bool, ticks: int) -> None:
         step_events = total_events - self.emitted

@@ -162,3 +162,4 @@ class WindowReport:
     population: dict[int, list[int]] = field(default_factory=dict)   # bucket -> [created, departed]
     created: int = 0
     departed: int = 0
+    ticks_done: int = 0

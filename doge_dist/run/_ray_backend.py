@@ -71,6 +71,9 @@ def _actor_class():
         def step(self, t0: int, t1: int, budget: int | None) -> WindowReport:
             return self.worker.step(t0, t1, budget)
 
+        def abandon(self) -> WindowReport:
+            return self.worker.abandon()
+
         def finish(self, ticks_done: int) -> tuple[ShardResult, list[BaseException]]:
             try:
                 return self.worker.finish(ticks_done)
@@ -288,6 +291,9 @@ class RayBackend:
     def step(self, t0: int, t1: int, budget: int | None) -> list[WindowReport]:
         return self._gather([a.step.remote(t0, t1, budget) for a in self.actors],
                             f"window {t0}..{t1 - 1}", None)
+
+    def abandon(self) -> list[WindowReport]:
+        return self._gather([a.abandon.remote() for a in self.actors], "ending the window", None)
 
     def finish(self, ticks_done: int) -> list[ShardResult]:
         live = [shard for shard, ok in enumerate(self.alive) if ok]

@@ -73,10 +73,23 @@ class ShardWorker:
                 complete = engine.run_window(t0, t1, budget)
         spent = time.perf_counter() - started
         self.engine_s += spent
+        return self._report(spent, complete)
+
+    def abandon(self) -> WindowReport:
+        """End the current window where it stands (the load shape is over): count what it made."""
+        started = time.perf_counter()
+        with shard_scope(self.info):
+            self.engine.abandon_window()
+        report = self._report(time.perf_counter() - started, True)
+        return report
+
+    def _report(self, spent: float, complete: bool) -> WindowReport:
+        engine = self.engine
         model = engine.model
         report = WindowReport(engine.shard, spent, engine.total_events(), engine.counts_by_sink(),
                               sink_failures(model.sinks, model.sink_names), complete=complete,
-                              output=self._drain_output(), created=engine.created, departed=engine.departed)
+                              output=self._drain_output(), created=engine.created, departed=engine.departed,
+                              ticks_done=engine.ticks_done)
         if complete:
             report.timeline = {b: row.tolist() for b, row in engine.timeline.items()}
             report.population = {b: list(v) for b, v in engine.population.items()}
