@@ -275,14 +275,6 @@ def port(source: str) -> str:
     return "".join(lines)
 
 
-def test_port_changes_only_import_lines():
-    for source in (DOGE_EXAMPLE_COMMON, DOGE_EXAMPLE, DOGE_TEST):
-        before, after = source.splitlines(), port(source).splitlines()
-        changed = [(a, b) for a, b in zip(before, after) if a != b]
-        assert changed and all(a.lstrip().startswith(("from doge_datagen", "import doge_datagen"))
-                               for a, _ in changed)
-
-
 EVENT_LINE = re.compile(r"^\[(\d+)\] User id: (\d+), balance: (-?\d+), loan_balance: (\d+) "
                         r"made a transition (\w+) from (\w+) to (\w+)$")
 TRIGGERS = {"income": ("offline", "offline"), "spending": ("offline", "offline"),

@@ -78,16 +78,12 @@ class TickRecorder(EventSink):
         self.triggers.append(transition.trigger)
 
 
-def test_expectations_match_the_numbers_quoted_in_the_brief():
-    exp = expected_counts(STATES, BANKING, "offline", SUBJECTS, TICKS)
-    assert exp["login"] == pytest.approx(9977, abs=1)
-    assert exp["take_loan"] == pytest.approx(852, abs=1)
-
-
 def test_banking_event_counts_match_the_markov_chain():
     gen = build_generator(CountingSink(), subjects=SUBJECTS, ticks=TICKS, seed=20240611)
     result = gen.start()
     expected = expected_counts(STATES, BANKING, "offline", SUBJECTS, TICKS)
+    # the chain's expectations, computed independently: 9,977 logins and 852 loans
+    assert (round(expected["login"]), round(expected["take_loan"])) == (9977, 852)
     # Subjects are independent, so Var(total) = N * Var(per-subject count). A subject's count of a
     # trigger is a sum over its login sessions (K ~ at most Poisson, Var K <= E K) of Y per-session
     # events, so Var/mean <= E[Y^2]/E[Y]. Per session: login/logout Y = 1 (ratio 1);
