@@ -235,8 +235,9 @@ def run_engine(model, factory_cls, bounds, windows, *, sink: EventList, run_key:
     sink.events.clear()
     engines = []
     for shard, (start, stop) in enumerate(bounds):
-        engine = ShardEngine(model, factory_cls(**factory_kw), start, stop, run_key=run_key, tick_ms=60_000,
-                             timestamp_start=1_000, reseed_python_random=True, shard=shard)
+        engine = ShardEngine.for_range(model, factory_cls(**factory_kw), start, stop, run_key=run_key,
+                                       tick_ms=60_000, timestamp_start=1_000, reseed_python_random=True,
+                                       shard=shard)
         engine.create_subjects()
         engines.append(engine)
     for engine in engines:  # shard by shard: order across shards must not matter
