@@ -137,6 +137,23 @@ def test_doge_dist_rand_draws_in_callbacks_are_reproducible():
         assert results[0][1] > 0  # some draws vetoed
 
 
+def test_random_seed_before_start_repeats_an_unseeded_run():
+    """doge-datagen's way: ``random.seed(42)`` before ``start()``, no ``seed=``. The engine's key is one
+    ``getrandbits(64)`` from Python's random, and the factory and callbacks draw from it too."""
+    runs = []
+    for _ in range(2):
+        random.seed(42)
+        runs.append(banking_events(seed=None, subjects=300, ticks=1000))
+    random.seed(43)
+    other = banking_events(seed=None, subjects=300, ticks=1000)
+    assert len(runs[0]) > 100
+    assert runs[0] == runs[1]
+    assert runs[0] != other
+    # the values the factory (opening balance) and the callbacks (payments) drew are reproduced
+    assert len({event[3] for event in runs[0]}) > 50
+    assert any(event[2] == "spending" and event[5] > 0 for event in runs[0])
+
+
 def test_unseeded_runs_differ():
     first = banking_events(seed=None, subjects=300, ticks=500)
     second = banking_events(seed=None, subjects=300, ticks=500)
