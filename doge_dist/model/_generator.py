@@ -193,31 +193,51 @@ class DataOnlineGenerator(Generic[Subject]):
                             tick_ms=self.tick_ms, ticks=self.ticks_num)
 
     def compile(self) -> CompiledModel:
-        """Validate the whole model and build the engine's tables (warns once per final state)."""
-        bounds = self.state_bounds()
+        """Validate the whole model and build the engine's tables (warns once per final state).
+
+        The engine's per-state bounds (the rate candidates are drawn at) do not depend on the
+        run's length, so a run continued from a checkpoint draws exactly what one long run draws.
+        """
+        self.state_bounds()  # the <= 100% check over this run's ticks, naming state and timestamp
+        engine_bounds = state_bounds(self.states, self.transitions, timestamp_start=self.timestamp_start,
+                                     tick_ms=self.tick_ms, ticks=None, check=False)
         for state in self.states:
-            if bounds[state].max_percent <= 0 and state not in self._warned_final:
+            if engine_bounds[state].max_percent <= 0 and state not in self._warned_final:
                 self._warned_final.add(state)  # once per state per generator, not per run
                 LOGGER.warning("State %s is a final state and has no output transitions", state)
         return compile_model(self.states, self.initial_state, self.transitions,
-                             max_total={s: b.max_percent for s, b in bounds.items()})
+                             max_total={s: min(b.max_percent, 100.0) for s, b in engine_bounds.items()})
+
+    def fingerprint_components(self) -> dict[str, Any]:
+        """What determines the output, part by part (digests), so that a checkpoint can say what
+        changed: states, each transition (with its callback's source code and profile), the
+        factory's class, the sinks, the population and run settings, arrivals and the seed."""
+        def digest(value: Any) -> str:
+            return hashlib.sha256(repr(value).encode()).hexdigest()[:16]
+
+        transitions = {
+            f"{tr.from_state}:{tr.trigger}": digest((
+                tr.to_state, repr(float(tr.probability)), _callable_identity(tr.action_callback),
+                tr.profile.to_dict() if tr.profile is not None else None))
+            for tr in self.transitions}
+        return {
+            "states": digest((self.states, self.initial_state)),
+            "transitions": transitions,
+            "factory": digest(_callable_identity(type(self.subject_factory))),
+            "sinks": digest([[sink_name(s) for s in tr.event_sinks] for tr in self.transitions]),
+            "subjects_num": self.subjects_num,
+            "ticks_num": self.ticks_num,
+            "tick_ms": self.tick_ms,
+            "timestamp_start": self.timestamp_start,
+            "seed": self.seed,
+            "arrivals": digest([a.to_dict() for a in self.arrivals]),
+            "drop_final": self.drop_final,
+        }
 
     def model_fingerprint(self) -> str:
         """A sha256 over what determines the output: states, transitions (with the source code of
         callbacks and of the factory's class), population, ticks, timestamps and seed."""
-        h = hashlib.sha256()
-        parts: list[Any] = [self.states, self.initial_state, self.subjects_num, self.ticks_num,
-                            self.tick_ms, self.timestamp_start, self.seed,
-                            _callable_identity(type(self.subject_factory))]
-        for tr in self.transitions:
-            parts.append((tr.trigger, tr.from_state, tr.to_state, repr(float(tr.probability)),
-                          _callable_identity(tr.action_callback),
-                          [sink_name(s) for s in tr.event_sinks])
-                         + ((repr(tr.profile.to_dict()),) if tr.profile is not None else ()))
-        if self.arrivals or self.drop_final:
-            parts.append(("arrivals", [repr(a.to_dict()) for a in self.arrivals], self.drop_final))
-        h.update(repr(parts).encode())
-        return h.hexdigest()
+        return hashlib.sha256(repr(sorted(self.fingerprint_components().items())).encode()).hexdigest()
 
     # -- running -----------------------------------------------------------------------------
 
