@@ -3,6 +3,8 @@
 For people without servers. The path may contain ``{shard}`` (or ``{shard:03d}``), replaced by
 ``doge_dist.current_shard().index`` when the file is opened, lazily in the process that writes.
 Two open sinks never share a file in one process: the second one to open a path is refused.
+Each run starts the file afresh (``begin_run()``); records go to the file in chunks of whole
+records (``_record_file``), so a full disk never leaves a partial record behind.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import dataclasses
 import datetime as _dt
 import decimal
 import enum
-import gzip
+import errno
 import json
 import keyword
 import operator
@@ -23,19 +25,20 @@ import uuid
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from types import SimpleNamespace
+from typing import Any
 
 from .._context import current_shard
-from .._errors import ModelError
+from .._errors import ModelError, SinkError
 from ..model._vocabulary import EventSink, Transition
 from ._pickling import PicklesAsDescription
+from ._record_file import RecordFile, UnencodablePart
 
 __all__ = ["JsonLinesSink", "CsvSink", "default_row"]
 
 RowMapper = Callable[[int, Any, Transition], dict]
 
 _SHARD_FIELD = re.compile(r"\{shard(?::([^{}]*))?\}")
-_FLUSH_EVERY = 1 << 20  # bytes of the text buffer
 
 # resolved absolute path -> the sink that has it open in this process (weak: a sink dropped
 # without close() lets go of its path when it is collected, as does its file)
@@ -185,9 +188,10 @@ def _make_encoder() -> Callable[[Any, int], list[str]]:
 
 
 class _FileSink(PicklesAsDescription, EventSink):
-    """Shared parts: path template, lazy open, gzip, counts, pickling."""
+    """Shared parts: path template, lazy open, gzip, counts, write errors, pickling."""
 
     _kind = "file"
+    _parts_per_record = 1  # text parts a record adds to the pending chunk
 
     def __init__(self, path: str | os.PathLike, mapper: RowMapper | None = None, *,
                  compress: str | None = None, compresslevel: int = 6, encoding: str = "utf-8") -> None:
@@ -208,12 +212,23 @@ class _FileSink(PicklesAsDescription, EventSink):
         self._reset()
 
     def _reset(self) -> None:
-        self._fh: IO[str] | None = None
-        self._opened_path: str | None = None  # set once this instance opened a file in this process
+        self._out: RecordFile | None = None
+        self._parts: list[str] = []  # pending parts (the open file's list), appended to by collect()
+        self._limit = 0  # collect() calls _chunk_full() when len(_parts) reaches it (0: not open)
         self._claimed: str | None = None  # the resolved path this instance holds while its file is open
-        self._delivered = 0
+        self.begin_run()
 
-    # pickling (PicklesAsDescription): the open file and counts stay with the original
+    def begin_run(self) -> None:
+        """Each run starts afresh: zero counts, and the file is truncated when it is next opened
+        (in one process exactly as in a Ray worker)."""
+        if self._out is not None:  # still open from a run that was not closed
+            self._finish_file()
+        self._opened_path: str | None = None  # set once this instance opened a file in this run
+        self._failure: str | None = None  # why writing stopped (the file was cut back and closed)
+        self._delivered = 0  # records written to the file
+        self._failed = 0  # records that could not be written
+
+    # pickling (PicklesAsDescription): the open file, pending records and counts stay with the original
     def check_plan(self, shard_count: int) -> None:
         """Refuse, before the run, a plan where several shards would write one file."""
         if shard_count > 1 and _SHARD_FIELD.search(self.path) is None:
@@ -231,51 +246,126 @@ class _FileSink(PicklesAsDescription, EventSink):
             return path
         return _SHARD_FIELD.sub(lambda m: format(shard.index, m.group(1) or ""), path)
 
-    def _open(self) -> IO[str]:
+    def _open(self) -> RecordFile:
+        if self._failure is not None:
+            self._failed += 1  # the record being collected
+            raise SinkError(f"{self.name}: {self._failure} ({self._delivered} records written, "
+                            f"{self._failed} failed)", sink=self.name, delivered=self._delivered,
+                            failed=self._failed)
         path = self.resolved_path()
-        # first open in this process truncates; reopening after close() appends (nothing is lost)
-        mode = "a" if self._opened_path == path else "w"
+        # first open in a run truncates; reopening after close() appends (nothing is lost)
+        appending = self._opened_path == path
         claimed = _claim_path(path, self)  # before opening: a refused sink truncates nothing
         try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            if self.compress == "gzip":
-                fh = gzip.open(path, mode + "t", compresslevel=self.compresslevel, encoding=self.encoding,
-                               newline=self._newline)
-            else:
-                fh = open(path, mode, encoding=self.encoding, newline=self._newline, buffering=_FLUSH_EVERY)
+            out = RecordFile(path, append=appending, encoding=self.encoding,
+                             gzip_level=self.compresslevel if self.compress == "gzip" else None,
+                             parts=self._parts)
+        except OSError as exc:
+            _release_path(claimed, self)
+            raise SinkError(f"{self.name}: cannot open {path}: {_describe(exc)}", sink=self.name,
+                            delivered=self._delivered, failed=self._failed) from exc
         except BaseException:
             _release_path(claimed, self)
             raise
         self._claimed = claimed
         self._opened_path = path
-        self._fh = fh
-        self._on_open(fh, appending=mode == "a")
-        return fh
+        self._out = out
+        self._limit = out.limit
+        self._on_open(out, appending=appending)
+        return out
 
-    _newline: str | None = "\n"
+    def _chunk_full(self) -> None:
+        """collect() reached ``_limit``: open the file (first record) or write the chunk."""
+        if self._out is None:
+            try:
+                self._open()
+            except BaseException:
+                self._parts.clear()  # the record that was to open the file is not written
+                raise
+        if len(self._parts) >= self._out.limit:
+            self._write()
 
-    def _on_open(self, fh: IO[str], appending: bool) -> None:
+    def _on_open(self, out: RecordFile, appending: bool) -> None:
         """Hook for subclasses (CSV header)."""
 
-    def close(self) -> None:
-        """Open the file if nothing was written (so it exists), flush and close it. Idempotent."""
-        if self._fh is None:
-            if self._opened_path is not None:
-                return  # already closed
-            self._open()
-        fh, self._fh = self._fh, None
+    def _write(self) -> None:
+        """Write the pending records as one chunk; a write error cuts the file back to its whole
+        records, closes it and raises ``SinkError`` naming the sink and the path, with counts."""
+        out = self._out
+        assert out is not None
+        extra = out.extra
+        records = (len(out.parts) - extra) // self._parts_per_record
+        try:
+            out.write()
+        except UnencodablePart as exc:
+            written = max(0, exc.index - extra) // self._parts_per_record
+            self._delivered += written
+            self._stop(records - written, f"record {self._delivered + 1} cannot be encoded as "
+                                          f"{self.encoding}: {exc.__cause__}", exc.__cause__)
+        except OSError as exc:
+            self._stop(records, f"cannot write {out.path}: {_describe(exc)}; the file ends with its "
+                                "last whole record", exc)
+        self._delivered += records
+        self._limit = out.limit
+
+    def _stop(self, failed: int, reason: str, cause: BaseException | None) -> None:
+        """Writing failed (the file is already cut back): count, close, and raise ``SinkError``."""
+        self._failed += failed
+        self._failure = reason
+        self._release_file()
+        raise SinkError(f"{self.name}: {reason} ({self._delivered} records written, {self._failed} failed)",
+                        sink=self.name, delivered=self._delivered, failed=self._failed) from cause
+
+    def _finish_file(self) -> None:
+        """Write what is pending, then close the file."""
+        out = self._out
+        assert out is not None
+        try:
+            if out.parts:
+                self._write()
+            try:
+                out.finish()
+            except OSError as exc:
+                self._stop(0, f"cannot write {out.path}: {_describe(exc)}", exc)
+        finally:
+            self._release_file()
+
+    def _release_file(self) -> None:
+        """Close the file (anything still pending is dropped) and let go of its path."""
+        out, self._out = self._out, None
+        self._parts.clear()
+        self._limit = 0  # the next record opens the file again
         claimed, self._claimed = self._claimed, None
         try:
-            fh.close()
+            if out is not None:
+                out.close()
         finally:
             if claimed is not None:
                 _release_path(claimed, self)
 
+    def close(self) -> None:
+        """Open the file if nothing was written (so it exists), write what is pending and close it.
+
+        Idempotent; after a write error (already raised) it does nothing more.
+        """
+        if self._out is None:
+            if self._opened_path is not None or self._failure is not None:
+                return  # already closed, or stopped by a write error
+            self._open()
+        self._finish_file()
+
     def stats(self) -> dict[str, int]:
-        return {"delivered": self._delivered}
+        """Records written to the file in this run, and records that could not be written."""
+        return {"delivered": self._delivered, "failed": self._failed}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path!r})"
+
+
+def _describe(exc: OSError) -> str:
+    name = errno.errorcode.get(exc.errno or 0)
+    return f"{exc.strerror or exc} ({name})" if name else str(exc)
 
 
 def _suggest(path: str) -> str:
@@ -297,6 +387,7 @@ class JsonLinesSink(_FileSink):
     """
 
     _kind = "jsonl"
+    _parts_per_record = 2  # the object, then "\n"
 
     def _reset(self) -> None:
         super()._reset()
@@ -305,10 +396,11 @@ class JsonLinesSink(_FileSink):
     def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
         # the hot path: default_row without one call level, the C encoder called directly
         mapper = self.mapper or _ROW_FUNCTIONS.get(type(subject)) or _row_function(subject)
-        fh = self._fh or self._open()
-        fh.write(_join(self._encode(mapper(timestamp, subject, transition), 0)))
-        fh.write("\n")
-        self._delivered += 1
+        parts = self._parts
+        parts.append(_join(self._encode(mapper(timestamp, subject, transition), 0)))
+        parts.append("\n")
+        if len(parts) >= self._limit:  # the first record (opens the file), or a full chunk
+            self._chunk_full()
 
 
 _join = "".join
@@ -325,7 +417,6 @@ class CsvSink(_FileSink):
     """
 
     _kind = "csv"
-    _newline = ""  # the csv module writes its own line endings
 
     def __init__(self, path: str | os.PathLike, mapper: RowMapper | None = None,
                  fieldnames: list[str] | tuple[str, ...] | None = None, *, compress: str | None = None,
@@ -343,12 +434,16 @@ class CsvSink(_FileSink):
     def _reset(self) -> None:
         super()._reset()
         self._writer: Any = None
+
+    def begin_run(self) -> None:
+        super().begin_run()
         self._fields: tuple[str, ...] | None = None
         self._keys: frozenset[str] = frozenset()  # the columns, to name unknown keys
         self._header_written = False
 
-    def _on_open(self, fh: IO[str], appending: bool) -> None:
-        self._writer = csv.writer(fh, dialect=self.dialect)
+    def _on_open(self, out: RecordFile, appending: bool) -> None:
+        # the csv module writes one line per writerow(), with its own line endings
+        self._writer = csv.writer(SimpleNamespace(write=out.parts.append), dialect=self.dialect)
         self._header_written = appending and self._header_written
         if self.fieldnames is not None:
             self._set_fields(self.fieldnames)
@@ -358,12 +453,13 @@ class CsvSink(_FileSink):
         self._keys = frozenset(fields)
         if not self._header_written:
             self._writer.writerow(fields)
+            self._out.extra += 1  # the header is no record
             self._header_written = True
 
     def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
         row = (self.mapper or _ROW_FUNCTIONS.get(type(subject)) or _row_function(subject))(
             timestamp, subject, transition)
-        if self._fh is None:
+        if self._out is None:
             self._open()
         if self._fields is None:
             if not isinstance(row, dict):
@@ -377,4 +473,5 @@ class CsvSink(_FileSink):
                 raise ModelError(f"{self.name}: row has column(s) {unknown} that are not in the CSV columns "
                                  f"{list(self._fields)}; pass fieldnames= listing every column")
             self._writer.writerow([row.get(f, "") for f in self._fields])
-        self._delivered += 1
+        if len(self._parts) >= self._limit:
+            self._write()
