@@ -3,11 +3,13 @@
 A run holds, per subject, the engine's arrays (next tick 8 B, key 8 B, state 2-4 B, a list slot 8 B,
 plus the temporaries of the first draw: about 66 B at the peak, measured with 2-4 million subjects)
 and the subject object itself, measured on a small sample made by the model's own factory (a copy
-of it, so the run's factory and the random generators are left as they were).
+of it, so the run's factory and the random generators are left as they were; anything the factory
+prints goes to stderr). Runs too small to matter are not measured, so their factory is not called.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import random as _py_random
@@ -21,7 +23,8 @@ from typing import Any
 from .._errors import ModelError
 
 __all__ = ["MemoryEstimate", "estimate_run_memory", "check_memory", "available_memory", "address_space_limit",
-           "deep_sizeof", "format_bytes", "ENGINE_BYTES_PER_SUBJECT", "PROCESS_OVERHEAD_BYTES"]
+           "deep_sizeof", "format_bytes", "ENGINE_BYTES_PER_SUBJECT", "PROCESS_OVERHEAD_BYTES",
+           "MEASURE_FROM_SUBJECTS"]
 
 #: Engine bytes per subject at the peak (arrays + temporaries of a draw); measured, see the docstring.
 ENGINE_BYTES_PER_SUBJECT = 68
@@ -30,8 +33,11 @@ ENGINE_BYTES_PER_SUBJECT = 68
 PROCESS_OVERHEAD_BYTES = 64 * 1024 * 1024
 #: Subject objects measured per estimate.
 SAMPLE_SIZE = 32
-#: Assumed size of one subject object when the factory cannot be sampled (its copy fails).
+#: Assumed size of one subject object when it is not measured: the factory cannot be copied, or the run
+#: is so small that no subject size could make it too large (then the factory is not called at all).
 UNSAMPLED_SUBJECT_BYTES = 256
+#: Runs of fewer subjects are not measured (at 4 KiB per subject they would still need less than 1 GiB).
+MEASURE_FROM_SUBJECTS = 200_000
 
 _MISSING = object()
 _NOT_COUNTED = (type, types.ModuleType, types.FunctionType, types.MethodType, types.BuiltinFunctionType)
@@ -54,8 +60,7 @@ class MemoryEstimate:
         return self.engine_bytes_per_subject + self.subject_bytes
 
     def describe(self) -> str:
-        how = (f"measured on {self.sampled} subjects" if self.sampled
-               else "not measured: the factory could not be copied")
+        how = f"measured on {self.sampled} subjects" if self.sampled else "assumed, not measured"
         return (f"about {format_bytes(self.total_bytes)} of memory in {self.workers} process(es) "
                 f"({self.bytes_per_subject:,.0f} B per subject: {self.engine_bytes_per_subject:.0f} B "
                 f"engine + {self.subject_bytes:,.0f} B subject object, {how})")
@@ -126,9 +131,10 @@ def _sample_subjects(factory: Any, count: int) -> list[Any] | None:
     python_state = _py_random.getstate()
     doge_state = doge_rand._inst.getstate()
     try:
-        if factory_takes_index(clone):
-            return [clone.create(i) for i in range(count)]
-        return [clone.create() for _ in range(count)]
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries data only
+            if factory_takes_index(clone):
+                return [clone.create(i) for i in range(count)]
+            return [clone.create() for _ in range(count)]
     except Exception:  # noqa: BLE001 - the run itself will report a failing factory, with context
         return None
     finally:
@@ -148,21 +154,24 @@ def _expected_subjects(generator: Any) -> int:
 
 
 def estimate_run_memory(generator: Any, workers: int = 1) -> MemoryEstimate:
-    """The memory a run of ``generator`` on ``workers`` processes needs at its peak (cheap: it makes
-    at most SAMPLE_SIZE subjects from a copy of the factory)."""
+    """The memory a run of ``generator`` on ``workers`` processes needs at its peak.
+
+    Cheap: a run of MEASURE_FROM_SUBJECTS subjects or more has SAMPLE_SIZE subjects made by a copy of
+    its factory and measured; smaller runs assume UNSAMPLED_SUBJECT_BYTES per subject.
+    """
     subjects = _expected_subjects(generator)
     workers = max(1, min(int(workers), max(1, subjects)))
-    sample = _sample_subjects(generator.subject_factory, min(SAMPLE_SIZE, subjects)) if subjects else []
+    sample: list[Any] | None = []
+    if subjects >= MEASURE_FROM_SUBJECTS:
+        sample = _sample_subjects(generator.subject_factory, SAMPLE_SIZE)
     if sample is None:
         subject_bytes, sampled = float(UNSAMPLED_SUBJECT_BYTES), 0
     elif sample:
         seen: set[int] = set()
         subject_bytes = sum(deep_sizeof(s, seen) for s in sample) / len(sample)
-        if all(s is None for s in sample):
-            subject_bytes = 0.0  # None is a shared object
         sampled = len(sample)
     else:
-        subject_bytes, sampled = 0.0, 0
+        subject_bytes, sampled = float(UNSAMPLED_SUBJECT_BYTES) if subjects else 0.0, 0
     per_subject = ENGINE_BYTES_PER_SUBJECT + subject_bytes
     largest_shard = -(-subjects // workers)
     return MemoryEstimate(
