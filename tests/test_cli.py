@@ -674,8 +674,9 @@ def test_run_failure_exits_1_with_the_runs_message(tmp_path, models):
     proc = dd("run", f"{models}:build", "-p", "fail=true", "--report", tmp_path / "r.json")
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.startswith("doge-dist: error: run failed: ")
-    assert "spend" in proc.stderr and "ledger offline for account" in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]  # after the summary of what the run reached
+    assert last.startswith("doge-dist: error: run failed: ")
+    assert "spend" in last and "ledger offline for account" in last
     report = report_of(tmp_path / "r.json")
     assert report["status"] == "failed" and "ledger offline" in report["error"]
 

@@ -61,7 +61,7 @@ def run_timings(result: RunResult) -> dict[str, float]:
 
 def _time_line(result: RunResult, wall_s: float | None) -> str:
     timings = run_timings(result)
-    total = timings.get("total_s", wall_s if wall_s is not None else result.elapsed_s)
+    total = wall_s if wall_s is not None else timings.get("total_s", result.elapsed_s)
     parts = [f"{label} {timings[key]:.2f} s" for key, label in TIMING_PARTS if key in timings]
     if parts:
         return f"  time: {total:.2f} s wall = " + " + ".join(parts)
@@ -95,7 +95,7 @@ def summary_table(result: RunResult, *, status: str, tick_ms: int | None = None,
     (triggers, sinks), not to the table around them.
     """
     ticks = f"{result.ticks:,} ticks"
-    total = run_timings(result).get("total_s", wall_s if wall_s is not None else result.elapsed_s)
+    total = wall_s if wall_s is not None else run_timings(result).get("total_s", result.elapsed_s)
     head = (f"doge-dist: run {status}: {result.subjects:,} subjects x {ticks} in {total:.2f} s "
             f"(workers {result.workers}, seed {result.seed})")
     lines = [head]

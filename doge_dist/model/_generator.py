@@ -304,8 +304,9 @@ class DataOnlineGenerator(Generic[Subject]):
         if backend not in (None, "local", "ray"):
             raise ModelError(f"backend must be 'local' or 'ray', got {backend!r}")
         if checkpoint_every is not None:
-            if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
-                raise ModelError(f"checkpoint_every must be an integer >= 1 (ticks), got {checkpoint_every!r}")
+            every = checkpoint_every
+            if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+                raise ModelError(f"checkpoint_every must be an integer >= 1 (ticks), got {every!r}")
             if checkpoint_dir is None:
                 raise ModelError("checkpoint_every needs checkpoint_dir (where the checkpoints go)")
         if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
@@ -317,6 +318,10 @@ class DataOnlineGenerator(Generic[Subject]):
             manifest = load_manifest(os.fspath(resume_from))
         if backend == "local" and workers > 1:
             raise ModelError("backend='local' runs one shard; use workers=1 or backend='ray'")
+        if ray_address is None and not os.environ.get("RAY_ADDRESS") and manifest is None:
+            from ..run._memory import check_memory, estimate_run_memory
+
+            check_memory(estimate_run_memory(self, workers))  # a run this machine cannot hold: refused now
         self._stop_requested.clear()
         stops = [self._stop_requested] + ([stop_event] if stop_event is not None else [])
         run_key = seed_key(self.seed) if self.seed is not None else _py_random.getrandbits(64)

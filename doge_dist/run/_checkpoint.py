@@ -49,7 +49,8 @@ class Store:
         self.url = str(url).rstrip("/") or "/"
         self.local = "://" not in self.url or self.url.startswith("file://")
         if self.local:
-            self.root = os.path.abspath(self.url[len("file://"):] if self.url.startswith("file://") else self.url)
+            plain = self.url[len("file://"):] if self.url.startswith("file://") else self.url
+            self.root = os.path.abspath(plain)
             self.fs = None
         else:
             try:
@@ -180,7 +181,8 @@ class SnapshotWriter:
         self.pending: list[_Pending] = []
         self.finished: list[dict[str, Any]] = []
 
-    def start(self, tick: int, snapshot: ShardSnapshot, positions: dict[str, Any], *, inline: bool = False) -> None:
+    def start(self, tick: int, snapshot: ShardSnapshot, positions: dict[str, Any], *,
+                                                                        inline: bool = False) -> None:
         if inline or not hasattr(os, "fork"):
             self._inline(tick, snapshot, positions)
             return
@@ -258,8 +260,10 @@ class Manifest:
 def write_manifest(store: Store, tick: int, data: dict[str, Any], *, keep: int = KEEP) -> None:
     """Complete checkpoint ``tick`` (its MANIFEST.json, then LATEST.json) and delete older ones."""
     payload = {"format": FORMAT, "tick": tick, "written_at": _now(), **data}
-    store.write(f"{tick_dir(tick)}/MANIFEST.json", json.dumps(payload, indent=1, default=_json_default).encode())
-    store.write("LATEST.json", json.dumps({"format": FORMAT, "tick": tick, "folder": tick_dir(tick)}).encode())
+    store.write(f"{tick_dir(tick)}/MANIFEST.json", json.dumps(payload, indent=1,
+                                                              default=_json_default).encode())
+    store.write("LATEST.json", json.dumps({"format": FORMAT, "tick": tick,
+                                           "folder": tick_dir(tick)}).encode())
     complete = [t for t in store.ticks() if store.exists(f"{tick_dir(t)}/MANIFEST.json")]
     for old in complete[:-keep] if keep > 0 else []:
         if old != tick:
@@ -270,7 +274,8 @@ def write_manifest(store: Store, tick: int, data: dict[str, Any], *, keep: int =
 
 
 def write_run_status(store: Store, data: dict[str, Any]) -> None:
-    store.write("RUN.json", json.dumps({"written_at": _now(), **data}, indent=1, default=_json_default).encode())
+    store.write("RUN.json", json.dumps({"written_at": _now(), **data}, indent=1,
+                                                           default=_json_default).encode())
 
 
 def load_manifest(url: str) -> Manifest:
@@ -383,7 +388,8 @@ class CheckpointLog:
             write_manifest(self.store, tick, {
                 **self.base, "positions": positions, "arrivals": arrivals,
                 "shard_files": {str(s): i["files"] for s, i in infos.items()}, "bytes": total_bytes,
-                "subjects": subjects, "events_by_shard": {str(s): r["total_events"] for s, r in records.items()},
+                "subjects": subjects, "events_by_shard": {str(s): r["total_events"] for s,
+                                                                    r in records.items()},
                 "events_by_sink_by_shard": {str(s): r["events_by_sink"] for s, r in records.items()},
             })
             self.latest = tick

@@ -106,7 +106,8 @@ def _finish_log(log: CheckpointLog, plan: RunPlan, status: str, ticks_done: int,
     """Say in RUN.json how the run ended and which checkpoint finishes it with ``--resume``."""
     try:
         write_run_status(log.store, {
-            "run_id": plan.run_id, "status": status, "first_tick": plan.start_tick, "ticks_reached": ticks_done,
+            "run_id": plan.run_id, "status": status, "first_tick": plan.start_tick,
+                "ticks_reached": ticks_done,
             "latest_checkpoint": log.latest, "error": None if failure is None else repr(failure)[:2000]})
     except OSError as exc:  # pragma: no cover - the run's own outcome matters more
         LOGGER.warning("could not write %s: %s", log.store.path("RUN.json"), exc)

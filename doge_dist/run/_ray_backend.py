@@ -7,13 +7,14 @@ that name the shard.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .. import rand as _doge_rand
@@ -309,7 +310,8 @@ class RayBackend:
 
     def step(self, t0: int, t1: int, budget: int | None, checkpoint: bool = False) -> list[WindowReport]:
         what = f"window {t0}..{t1 - 1}"
-        outcomes = self._outcomes([a.step.remote(t0, t1, budget, checkpoint) for a in self.actors], what, None)
+        outcomes = self._outcomes([a.step.remote(t0, t1, budget, checkpoint) for a in self.actors],
+                                                 what, None)
         failures = []
         for shard, outcome in enumerate(outcomes):
             if not isinstance(outcome, BaseException):
@@ -342,7 +344,8 @@ class RayBackend:
         self._gather_one(actor.setup.remote(self.plan_ref, plan.layouts[shard]), shard,
                          "replacement start-up", ACTOR_START_TIMEOUT_S)
         self.alive[shard] = True
-        self._gather_one(actor.recover.remote(manifest, t0), shard, f"replay of ticks {since}..{t0 - 1}", None)
+        self._gather_one(actor.recover.remote(manifest, t0), shard,
+                                              f"replay of ticks {since}..{t0 - 1}", None)
         report = self._gather_one(actor.step.remote(t0, t1, budget, checkpoint), shard,
                                   f"window {t0}..{t1 - 1} after a restart", None)
         before = {}
@@ -368,7 +371,8 @@ class RayBackend:
         return outcome
 
     def checkpoint_now(self, tick: int) -> list[WindowReport]:
-        return self._gather([a.checkpoint_now.remote(tick) for a in self.actors], "the final checkpoint", None)
+        return self._gather([a.checkpoint_now.remote(tick) for a in self.actors],
+                                                     "the final checkpoint", None)
 
     def abandon(self) -> list[WindowReport]:
         return self._gather([a.abandon.remote() for a in self.actors], "ending the window", None)

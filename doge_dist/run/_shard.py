@@ -27,7 +27,8 @@ from ._result import ShardResult
 __all__ = ["ShardWorker", "sink_positions_for"]
 
 
-def sink_positions_for(positions: dict[str, dict[str, Any]], name: str, layout: ShardLayout) -> dict[str, Any]:
+def sink_positions_for(positions: dict[str, dict[str, Any]], name: str,
+                                                 layout: ShardLayout) -> dict[str, Any]:
     """The positions recorded for sink ``name`` that belong to this shard (its parts, or its index)."""
     mine = {f"part:{p}" for p in layout.owned_parts} | {f"shard:{layout.index}"}
     return {key: value for key, value in positions.get(name, {}).items() if key in mine}

@@ -476,7 +476,8 @@ class _FileSink(PicklesAsDescription, EventSink):
             size = os.path.getsize(path) if os.path.exists(path) else -1
             if size < offset:
                 raise SinkError(f"{self.name}: cannot resume {path}: the checkpoint recorded {offset} bytes "
-                                f"but the file has {max(size, 0)}; it was changed or lost since", sink=self.name)
+                                f"but the file has {max(size, 0)}; it was changed or lost since",
+                                                        sink=self.name)
             os.truncate(path, offset)
             self._opened_path = path  # the next record appends
             self._resume_file_state(record)
