@@ -129,10 +129,11 @@ def test_a_10_second_run_at_20000_events_per_s_in_one_process():
 
 
 def test_rate_paces_a_bounded_run_until_its_ticks_are_done():
-    """rate=5000 with 20 ticks of 500 events: about 2 s, every event made, never ahead of the target."""
+    """rate=5000 (realtime=True is implied, and allowed) with 20 ticks of 500 events: about 2 s, every
+    event made, never ahead of the target."""
     sink = WallClockSink()
     started = time.monotonic()
-    result = model(sink, subjects=10_000, ticks=20).start(rate=5000)
+    result = model(sink, subjects=10_000, ticks=20).start(realtime=True, rate=5000)
     assert result.status == "completed" and result.ticks == 20
     assert result.total_events == len(sink.stamps) == result.rate.achieved_events > 8000
     check_never_ahead(sink.gathered(), started, lambda s: 5000 * s, 5000)
