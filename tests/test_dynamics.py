@@ -235,15 +235,8 @@ def test_a_time_zone_profile_counts_local_hours():
         check_within(tally.counts, *hour_expectation([utc_read[h] for h in range(24)], 2000, 2, 60, 1.0))
 
 
-THINNED_TICK_BUG = pytest.mark.xfail(strict=True, reason=(
-    "a tick whose candidates are all thinned away (the profile is below its run maximum) still dispatches "
-    "an empty slice (ShardEngine._tick -> _dispatch_budgeted -> _dispatch_slice(lo=0, hi=0)): with a "
-    "{part} sink, _dispatch_parts reads parts[0] of an empty array (IndexError); without one, a window made "
-    "only of such ticks (a profile at 0 for a whole window, e.g. nights off) fails in _count_window "
-    "(buckets[0] of an empty concatenation, IndexError)"))
 
 
-@THINNED_TICK_BUG
 def test_a_profile_at_zero_for_whole_windows():
     """Nights off: a daily profile of 0 from 00:00 to 06:00 spans whole windows of one-minute ticks."""
     night_off = [0.0] * 6 + [1.0] * 18
@@ -254,7 +247,6 @@ def test_a_profile_at_zero_for_whole_windows():
     assert result.total_events == sum(tally.counts.values())
 
 
-@THINNED_TICK_BUG
 def test_part_files_with_a_profiled_transition(tmp_path):
     """100 subjects, 2% x (0.5 or 1) per minute: many ticks have one candidate, thinned half the time."""
     half_day = daily([0.5] * 12 + [1.0] * 12)
@@ -264,13 +256,8 @@ def test_part_files_with_a_profiled_transition(tmp_path):
     assert len(lines) == result.total_events > 1000
 
 
-DST_BUG = pytest.mark.xfail(strict=True, reason=(
-    "tz profiles switch UTC offset at the wrong instant: _Calendar._local (model/_profiles.py) asks "
-    "zone.utcoffset() of the UTC wall time taken as local time, so Europe/Warsaw changes offset at "
-    "03:00Z instead of 01:00Z on 2024-03-31 and 2024-10-27"))
 
 
-@DST_BUG
 @pytest.mark.parametrize("month, hour_two_ticks", [(3, 0), (10, 8)])
 def test_a_run_across_a_dst_change_follows_local_time(month, hour_two_ticks):
     """Exact: 100% x 1 during local hour 02:00-03:00 in Warsaw, 0 otherwise, quarter-hour ticks. The
@@ -515,14 +502,8 @@ def test_a_failed_run_names_the_event_and_carries_the_partial_result():
     assert result.total_events >= 3 * 2000
 
 
-COUNT_BUG = pytest.mark.xfail(strict=True, reason=(
-    "events delivered in the failing dispatch slice before the error are not counted: "
-    "ShardEngine._dispatch_slice adds to _chosen/_pending only after _dispatch_parts returns, so when a "
-    "callback raises for subject 1500 in tick 3 the 1,500 events already sent to the sinks in that tick "
-    "are missing from .result (6,000 counted, 7,500 delivered)"))
 
 
-@COUNT_BUG
 def test_a_failed_run_counts_every_event_its_sinks_got():
     counter = CountingSink()
     with pytest.raises(SimulationError) as info:

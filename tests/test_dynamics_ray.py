@@ -146,9 +146,6 @@ def test_arrivals_give_the_same_part_files_on_1_2_and_3_workers(tmp_path):
     assert_same_run(results, events)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "with a {part} sink, a tick whose candidates are all thinned away crashes: ShardEngine._dispatch_parts "
-    "reads parts[0] of an empty slice (IndexError) -- see test_dynamics.py THINNED_TICK_BUG"))
 def test_profiles_and_arrivals_give_the_same_part_files_on_1_2_and_3_workers(tmp_path):
     files = {}
     for workers in (1, 2, 3):
@@ -237,14 +234,8 @@ class MarkingSlowFactory(SubjectFactory):
         return Account(index, 0)
 
 
-STOP_BUG = pytest.mark.xfail(strict=True, reason=(
-    "a stop during subject creation on Ray workers raises ShardActorError ('shard 0 (...), shard 1 (...) "
-    "died; their sinks could not be closed', status failed) instead of returning status 'stopped' with 0 "
-    "ticks: RayBackend._gather's abort kills the actors and marks them not alive without marking the kill "
-    "as deliberate, so RayBackend.finish reports every shard as dead"))
 
 
-@STOP_BUG
 def test_a_stop_during_creation_on_2_workers_stops_with_no_tick(tmp_path):
     marker = tmp_path / "creating"
     stop = threading.Event()
@@ -322,10 +313,6 @@ def test_the_earliest_error_across_shards_is_raised_with_every_shards_counts(tmp
         assert 0 < shard.total_events <= got[shard.shard] <= shard.total_events + 1000
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "events delivered in a failing dispatch slice before the error are not counted (ShardEngine."
-    "_dispatch_slice counts only after _dispatch_parts returns): shard 0 reports 7,000 events for 7,010 "
-    "delivered, shard 1 3,000 for 3,500"))
 def test_a_failed_2_worker_run_counts_exactly_what_each_shard_delivered(tmp_path):
     with pytest.raises(SimulationError) as info:
         failing({10: 7, 1500: 3}, ShardFileSink(str(tmp_path))).start(workers=2)

@@ -52,11 +52,6 @@ def local(ts_ms: int, tz: str) -> dt.datetime:
 
 
 # Bug found by these tests (left for the lead to fix in doge_dist/model/_profiles.py)
-DST_BUG = pytest.mark.xfail(strict=True, reason=(
-    "_Calendar._local asks zone.utcoffset() of the UTC wall time as if it were local time "
-    "(fromtimestamp(..., utc).replace(tzinfo=None)), so tz profiles change offset when the UTC clock "
-    "reads the local switch time: Europe/Warsaw switches at 03:00Z instead of 01:00Z, e.g. "
-    "daily(range(24), tz='Europe/Warsaw')(2024-03-31T01:00Z) is 2.0 (should be 3.0, local 03:00 CEST)"))
 
 
 def span(start: int, stop: int, step: int) -> np.ndarray:
@@ -126,7 +121,6 @@ def test_products_multiply_and_flatten():
 # -- time zones and daylight saving time ----------------------------------------------------------
 
 
-@DST_BUG
 @pytest.mark.parametrize("day", ["2024-03-31", "2024-10-27"])
 def test_warsaw_profile_follows_local_time_over_the_dst_changes(day):
     """Europe/Warsaw moves to CEST on the last Sunday of March (02:00 -> 03:00) and back on the last
@@ -137,7 +131,6 @@ def test_warsaw_profile_follows_local_time_over_the_dst_changes(day):
     assert daily(HOURLY, tz="Europe/Warsaw").values(stamps).tolist() == expected
 
 
-@DST_BUG
 def test_warsaw_spring_forward_skips_local_hour_two_and_fall_back_repeats_it():
     profile = daily(HOURLY, tz="Europe/Warsaw")  # value = local hour + 1
     assert profile(ms("2024-03-31T00:59:59Z")) == 2.0    # 01:59 CET

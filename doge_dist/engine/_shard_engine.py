@@ -84,6 +84,16 @@ class ShardSnapshot:
     rand_state: Any = None
 
 
+class _DispatchFailed(Exception):
+    """Internal: a callback or sink raised after ``done`` events of a slice were dispatched."""
+
+    def __init__(self, error: SimulationError, done: int, refused: list[int]) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.done = done
+        self.refused = refused
+
+
 class _Columns:
     """Per-subject arrays that grow at the end (arrivals) with amortised doubling."""
 
@@ -541,6 +551,7 @@ class ShardEngine:
         bucket = self.settings.timeline_bucket
         timeline: dict[int, np.ndarray] = {}
         for entries, sign in ((self._chosen, 1), (self._refused, -1)):
+            entries[:] = [entry for entry in entries if entry[1].size]
             if not entries:
                 continue
             tids = np.concatenate([tids for _, tids in entries])
@@ -652,14 +663,27 @@ class ShardEngine:
 
     def _dispatch_slice(self, t: int, due: np.ndarray, tids: np.ndarray, h: np.ndarray, lo: int,
                         hi: int) -> list[int]:
-        """Dispatch events ``lo .. hi-1`` and count them (taken and vetoed) for the window."""
+        """Dispatch events ``lo .. hi-1`` and count them (taken and vetoed) for the window. When a
+        callback or sink raises, the events before it were delivered: they are counted, then it raises."""
         self._tick_now = t
-        refused = self._dispatch_parts(t, due, tids, h, lo, hi)
+        if hi <= lo:  # every candidate of this tick was thinned away
+            return []
+        try:
+            refused = self._dispatch_parts(t, due, tids, h, lo, hi)
+        except _DispatchFailed as stop:
+            self._count_slice(t, tids, lo, lo + stop.done, stop.refused)
+            self._count_window()
+            raise stop.error from stop.error.__cause__
+        self._count_slice(t, tids, lo, hi, refused)
+        return refused
+
+    def _count_slice(self, t: int, tids: np.ndarray, lo: int, hi: int, refused: list[int]) -> None:
+        if hi <= lo:
+            return
         self._chosen.append((t, tids[lo:hi]))
         if refused:
             self._refused.append((t, tids[refused]))
         self._pending += (hi - lo) - len(refused)
-        return refused
 
     def _dispatch_parts(self, t: int, due: np.ndarray, tids: np.ndarray, h: np.ndarray, lo: int,
                         hi: int) -> list[int]:
@@ -675,7 +699,12 @@ class ShardEngine:
             part = int(parts[a])
             for sink in self._part_sinks:
                 sink.select_part(part)
-            vetoed.extend(self._dispatch_events(t, due, tids, h, lo + a, lo + b))
+            try:
+                vetoed.extend(self._dispatch_events(t, due, tids, h, lo + a, lo + b))
+            except _DispatchFailed as stop:
+                stop.done += a
+                stop.refused = vetoed + stop.refused
+                raise
         return vetoed
 
     def _dispatch_events(self, t: int, due: np.ndarray, tids: np.ndarray, h: np.ndarray, lo: int,
@@ -705,11 +734,13 @@ class ShardEngine:
         except Exception as exc:
             transition = dispatch[tid_list[j]][0]
             index = int(self.cols.gidx[local_list[j]])
-            raise SimulationError(
+            error = SimulationError(
                 f"shard {self.shard}: tick {t}, subject {index}, trigger {transition.trigger!r} "
                 f"({transition.from_state} -> {transition.to_state}): {type(exc).__name__}: {exc}",
                 tick=t, subject_index=index, trigger=transition.trigger, shard=self.shard,
-            ) from exc
+            )
+            error.__cause__ = exc
+            raise _DispatchFailed(error, j, vetoed) from exc
         return vetoed
 
     # -- driver output -------------------------------------------------------------------------

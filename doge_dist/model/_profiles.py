@@ -195,9 +195,9 @@ class _Calendar(Profile):
         zone = _zone(self._kind, self.tz)
         quarters = ts // _QUARTER_MS
         unique, inverse = np.unique(quarters, return_inverse=True)
-        offsets = np.array([
-            zone.utcoffset(dt.datetime.fromtimestamp(int(q) * _QUARTER_MS / 1000, dt.timezone.utc)
-                           .replace(tzinfo=None)) // dt.timedelta(milliseconds=1)
+        ms = dt.timedelta(milliseconds=1)
+        offsets = np.array([  # the zone's offset at that instant (fromtimestamp in the zone: no guessing)
+            dt.datetime.fromtimestamp(int(q) * _QUARTER_MS / 1000, zone).utcoffset() // ms
             for q in unique.tolist()], dtype=np.int64)
         return ts + offsets[inverse.reshape(-1)]
 

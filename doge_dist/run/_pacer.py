@@ -208,6 +208,7 @@ class RatePacer(Pacer):
         self.events_per_tick: float | None = None
         self._steps_done: list[tuple[float, float, int]] = []  # (start s, end s, events) of each step
         self._step_started = 0.0
+        self._throughput: float | None = None
         self._window_events = 0
         self._window_ticks = 0
 
@@ -269,6 +270,8 @@ class RatePacer(Pacer):
         chunk = max(1.0, rate * SLICE_S)
         behind = self.target_events(now) - self.emitted
         chunk = min(max(chunk, behind), chunk * _MAX_CATCH_UP)
+        if self._throughput:  # never hand out more than the shards make in a few slices
+            chunk = min(chunk, self._throughput * SLICE_S * 2)
         return max(1, math.ceil(chunk / self.shards))
 
     def wait_step(self, stop: Callable[[], bool]) -> None:
@@ -282,6 +285,10 @@ class RatePacer(Pacer):
     def record(self, total_events: int, *, window_done: bool, ticks: int) -> None:
         step_events = total_events - self.emitted
         self.emitted = total_events
+        spent = time.monotonic() - self.started - self._step_started
+        if step_events > 0 and spent > 0:  # events per second of stepping, an average over recent steps
+            rate = step_events / spent
+            self._throughput = rate if self._throughput is None else 0.7 * self._throughput + 0.3 * rate
         self._steps_done.append((self._step_started, time.monotonic() - self.started, step_events))
         self._window_events += step_events
         if window_done:

@@ -213,6 +213,7 @@ class RayBackend:
         self.timings["actor_start_s"] = time.perf_counter() - started
         self.alive = [True] * count
         self.failed = False
+        self.aborted = False
         self.plan_ref: Any = None
         self.restarts = [0] * count
         self.restarts_total = 0
@@ -258,6 +259,7 @@ class RayBackend:
             if abort is not None and abort():
                 _kill(self.actors)
                 self.alive = [False] * len(self.alive)
+                self.aborted = True  # killed on purpose: no events were made, nothing to close
                 raise CreationStopped(f"stopped during {what}")
             ready, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
             for ref in ready:
@@ -397,7 +399,7 @@ class RayBackend:
             healthy = not (self.failed or errors or not all(self.alive))
             _return_actors(self.actors, self.cpus, keep=self.keep_workers and healthy)
         dead = [self._describe(s) for s, ok in enumerate(self.alive) if not ok]
-        if dead and not errors and not self.failed:
+        if dead and not errors and not self.failed and not self.aborted:
             errors.append(ShardActorError(f"{', '.join(dead)} died; their sinks could not be closed"))
         for error in errors:
             try:
