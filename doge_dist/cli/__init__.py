@@ -1,4 +1,4 @@
-"""The ``doge-dist`` command line: run, graph, inspect and submit models and job specs.
+"""The ``doge-dist`` command line: run, graph, inspect and submit models and job specs; fit and compare logs.
 
 Exit statuses: 0 success (also an unbounded run stopped by SIGINT/SIGTERM), 1 the run (or render,
 or submission) failed, 2 bad input (target, spec, flag, model or --report path), 128 + the signal
@@ -21,7 +21,8 @@ from ._mask import MASKING_RULE, Masker, MaskingFormatter
 __all__ = ["main", "build_parser"]
 
 _EPILOG = ("TARGET is a model function 'package.module:function' or 'path/to/file.py:function' returning a "
-           "DataOnlineGenerator, or a YAML job spec (JOB.yaml). Flags override the spec.")
+           "DataOnlineGenerator, a YAML model (MODEL.yaml with format: doge-dist/model-1), or a YAML job "
+           "spec (JOB.yaml). Flags override the spec.")
 _RUN_EPILOG = "\n\n".join(textwrap.fill(paragraph, 100) for paragraph in (
     _EPILOG,
     f"Secrets: {MASKING_RULE}. The report lists the masked spec fields under \"masked\".",
@@ -97,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     _common(inspect)
 
+    from ._learn import add_compare_parser, add_fit_parser
+
+    add_fit_parser(sub)
+    add_compare_parser(sub)
+
     submit = sub.add_parser("submit", help="run a job spec on a Ray cluster as a Ray Job")
     _model_options(submit)
     _run_options(submit, address=False)
@@ -126,9 +132,11 @@ def _configure_logging(debug: bool, masker: Masker) -> None:
 
 def _commands() -> dict[str, Callable[[argparse.Namespace, Masker], int]]:
     from ._commands import cmd_graph, cmd_inspect, cmd_run
+    from ._learn import cmd_compare, cmd_fit
     from ._submit import cmd_submit
 
-    return {"run": cmd_run, "graph": cmd_graph, "inspect": cmd_inspect, "submit": cmd_submit}
+    return {"run": cmd_run, "graph": cmd_graph, "inspect": cmd_inspect, "submit": cmd_submit,
+            "fit": cmd_fit, "compare": cmd_compare}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ModelError, RunInterrupted
+from ..model._yaml_model import is_model_file
 from ._errors import EXIT_INTERRUPTED, EXIT_OK, RunFailed, UsageError
 from ._mask import MASKING_RULE, SECRET_KEY_RE, Masker
 from ._progress import ProgressPrinter
 from ._report import build_report, summary_table, write_report
+from ._sink_spec import is_yaml_model_ref, load_yaml_target, python_model_params
 from ._spec import GENERATOR_ATTRIBUTES, JobSpec, SpecError, load_spec, resolve_timestamp, typed_scalar
 from ._target import Target, build_model, load_target
 
@@ -57,7 +59,7 @@ def parse_param(text: str) -> tuple[str, Any]:
 
 def load_job(args: argparse.Namespace, masker: Masker, *, run_flags: bool) -> JobSpec:
     """The job spec (or a bare target) with command-line flags applied on top."""
-    if is_spec_path(args.target):
+    if is_spec_path(args.target) and not is_model_file(args.target):  # a model file is a TARGET
         spec = load_spec(args.target, masker=masker)
     else:
         spec = JobSpec(masker=masker)
@@ -80,8 +82,12 @@ def load_job(args: argparse.Namespace, masker: Masker, *, run_flags: bool) -> Jo
 
 def prepare_model(spec: JobSpec) -> tuple[Target, Any]:
     """Resolve the target, build the generator and apply the spec's settings to it."""
-    target = load_target(spec.model or "", spec.base_dir)
-    generator = build_model(target, spec.params)
+    if is_yaml_model_ref(spec.model or ""):
+        target, generator = load_yaml_target(spec)
+    else:
+        target = load_target(spec.model or "", spec.base_dir)
+        params = spec.params if spec.settings.get("sink") is None else python_model_params(spec, target)
+        generator = build_model(target, params)
     for name, attribute in GENERATOR_ATTRIBUTES.items():
         if name not in spec.settings:
             continue

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from ._mask import MASK, NUMERIC_FIELDS, SECRET_KEY_RE, SECRET_VAR_RE, Masker, masked_paths
+from ._sink_spec import is_yaml_model_ref, validate_sink
 
 __all__ = [
     "FIELDS",
@@ -41,7 +42,7 @@ GENERATOR_ATTRIBUTES = {
 }
 #: Settings passed to ``generator.start()``.
 RUN_FIELDS = ("workers", "ray_address", "window", "realtime", "speed")
-FIELDS = ("model", "params", *GENERATOR_ATTRIBUTES, *RUN_FIELDS, "description")
+FIELDS = ("model", "params", *GENERATOR_ATTRIBUTES, *RUN_FIELDS, "sink", "description")
 
 _VAR = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _VAR_BODY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$", re.DOTALL)
@@ -327,6 +328,8 @@ def _model(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"must be a target 'package.module:function' or 'path/to/file.py:function', "
                          f"got {value!r}")
+    if is_yaml_model_ref(value):  # a YAML model file (format: doge-dist/model-1)
+        return value.strip()
     module, sep, attr = value.strip().rpartition(":")
     if not sep or not module or not attr:
         raise ValueError(f"must be 'package.module:function' or 'path/to/file.py:function' "
@@ -440,6 +443,7 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "window": _window,
     "realtime": _bool,
     "speed": _speed,
+    "sink": validate_sink,
     "description": _description,
 }
 
@@ -500,9 +504,9 @@ def parse_spec_text(text: str, source: str = "<spec>", environ: Mapping[str, str
                                 source=source)
             raw[key] = loader.construct_object(value_node, deep=True)
             lines[key] = value_node.start_mark.line + 1
-            if key == "params" and isinstance(value_node, yaml.MappingNode):
+            if key in ("params", "sink") and isinstance(value_node, yaml.MappingNode):
                 for pkey, pvalue in value_node.value:
-                    lines[f"params.{pkey.value}"] = pvalue.start_mark.line + 1
+                    lines[f"{key}.{pkey.value}"] = pvalue.start_mark.line + 1
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -524,7 +528,9 @@ def parse_spec_text(text: str, source: str = "<spec>", environ: Mapping[str, str
             validated = validate_field(key, value)
         except ValueError as exc:
             interpolator.register(spec.masker, spec.secret_vars)
-            raise SpecError(spec.masker.mask(str(exc)), field=key, line=lines[key], source=source) from None
+            where = f"{key}.{exc.key}" if getattr(exc, "key", None) else key  # SinkSpecError names its key
+            raise SpecError(spec.masker.mask(str(exc)), field=where, line=lines.get(where, lines[key]),
+                            source=source) from None
         if key not in NUMERIC_FIELDS:  # valid numeric run settings are shown as they are
             interpolator.register(spec.masker, spec.secret_vars)
             if key == "params":

@@ -33,6 +33,12 @@ _PASS_THROUGH = {"subjects": "--subjects", "ticks": "--ticks", "tick_ms": "--tic
 
 def _model_root(spec: JobSpec) -> Path | None:
     """The directory that holds the model's code: the file's directory, or the package's sys.path root."""
+    if (spec.model or "").strip().lower().endswith((".yaml", ".yml")):  # a YAML model file
+        path = Path(spec.model.strip())
+        path = path if path.is_absolute() else spec.base_dir / path
+        if not path.is_file():
+            raise UsageError(f"field 'model': file not found: {path.resolve()}")
+        return path.resolve().parent
     module_part, _ = parse_target(spec.model or "")
     if is_file_target(module_part):
         path = Path(module_part)
