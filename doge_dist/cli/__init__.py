@@ -130,7 +130,7 @@ def _configure_logging(debug: bool, masker: Masker) -> None:
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
-def _commands() -> dict[str, Callable[[argparse.Namespace, Masker], int]]:
+def _command_table() -> dict[str, Callable[[argparse.Namespace, Masker], int]]:
     from ._commands import cmd_graph, cmd_inspect, cmd_run
     from ._learn import cmd_compare, cmd_fit
     from ._submit import cmd_submit
@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     masker = Masker()
     _configure_logging(args.debug, masker)
     try:
-        return _commands()[args.command](args, masker)
+        return _command_table()[args.command](args, masker)
     except (UsageError, ValueError, ImportError) as exc:  # SpecError, TargetError, ModelError, ...
         return _fail(exc, EXIT_BAD_INPUT, masker, args.debug)
     except RunFailed as exc:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ._names import Names, grow
+from ._names import Names, SubjectIndex, grow
 from ._readers import LogBatch
 
 __all__ = ["DWELL_SAMPLE", "Reservoir", "LogStats", "Comparison", "compare_logs", "total_variation",
@@ -78,7 +78,7 @@ class LogStats:
         self.label = label
         self.sample_size = sample
         self.rng = np.random.default_rng(seed)
-        self.subjects = Names()
+        self.subjects = SubjectIndex()
         self.events = Names()
         self.event_counts = np.zeros(0, dtype=np.int64)
         self.next_counts: dict[tuple[int, int], int] = {}

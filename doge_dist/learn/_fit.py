@@ -25,7 +25,7 @@ from .._errors import ModelError
 from ..model._arrivals import ArrivalStream
 from ..model._profiles import Daily, HourOfWeek, Profile, Weekly
 from ..model._yaml_model import ModelTransition, YamlModel
-from ._names import Names, grow
+from ._names import Names, SubjectIndex, grow
 from ._readers import LogBatch
 
 __all__ = ["PROFILE_KINDS", "FitError", "FitOptions", "FitResult", "LogFitter", "Calendar", "fit_log",
@@ -163,6 +163,8 @@ class FitResult:
     same_tick_events: int
     unprofiled: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    state_ticks: dict[str, float] = field(default_factory=dict)  # ticks spent in each state (exposure)
+    slot_ticks: dict[str, list[float]] | None = None  # ... per profile slot, with --profile
 
     def summary(self) -> str:
         """A short report: states, transitions, events used, time span, log-likelihood, dropped."""
@@ -229,9 +231,9 @@ class LogFitter:
         self.tick_ms = options.tick_ms
         self.states = Names([options.start_state])
         self.events = Names()
-        self.subjects = Names()
+        self.subjects = SubjectIndex()
         self.event_state = np.zeros(0, dtype=np.int64)  # event id -> state id (states = last events)
-        self.cur_state = np.zeros(1024, dtype=np.int64)
+        self.cur_state = np.zeros(1024, dtype=np.int32)
         self.cur_tick = np.full(1024, _NEW, dtype=np.int64)
         self.calendar: Calendar | None = None
         self.slots = 1
@@ -423,8 +425,12 @@ class LogFitter:
                        for t, c in zip(model.transitions, self._kept_counts(model, stats))],
             "dropped": dropped,
         }
+        names = self.states.names()
         return FitResult(model, self.n_events, used, n_subjects, population, self.ms_min, self.ms_max, ticks,
-                         start_ms, ll, dropped, self.same_tick, unprofiled)
+                         start_ms, ll, dropped, self.same_tick, unprofiled,
+                         state_ticks={name: float(exposure[i]) for i, name in enumerate(names)},
+                         slot_ticks=None if exposure_slot is None else
+                         {name: exposure_slot[i].tolist() for i, name in enumerate(names)})
 
     def _keys(self) -> list[int]:
         return list(self.counts) if self.calendar is None else list(self.slot_counts)

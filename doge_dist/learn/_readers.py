@@ -1,7 +1,8 @@
 """Streaming log readers: JSON Lines and CSV files (gzip too) and SQL queries, in column batches.
 
-pyarrow parses the files (``open_json`` / ``open_csv``, one thread, blocks of a few MB), so memory
-holds one block at a time whatever the log's length. Each batch gives the subject, event and
+pyarrow parses the files (``open_json`` / ``open_csv``, one parsing thread, blocks of ``BLOCK_BYTES``);
+its reader keeps at most about eight blocks read ahead, so memory stays bounded whatever the log's
+length. Each batch gives the subject, event and
 (optional) state columns as Arrow arrays and the time as int64 epoch milliseconds. Input problems
 raise :class:`LogError` naming the file, the record and the field.
 """
@@ -13,6 +14,7 @@ import gzip
 import json
 import math
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +24,7 @@ import numpy as np
 __all__ = ["LogError", "LogFields", "LogBatch", "read_log", "read_files", "read_query", "log_format",
            "BLOCK_BYTES", "SQL_ROWS"]
 
-BLOCK_BYTES = 8 << 20  # bytes of input per parsed block (about 80,000 short JSON records)
+BLOCK_BYTES = 2 << 20  # bytes of input per parsed block (about 20,000 records of 100 bytes)
 SQL_ROWS = 50_000  # rows fetched per round trip from a database
 
 
@@ -90,6 +92,20 @@ def _open_binary(path: str) -> Any:
     if magic == b"\x1f\x8b":
         return gzip.GzipFile(fileobj=fh, mode="rb")
     return fh
+
+
+def _arrow_stream(path: str) -> Any:
+    """The file as an Arrow-native input stream (gunzipped when it starts with the gzip magic).
+
+    Arrow reads a few blocks ahead on a background thread; an Arrow file (not a Python file
+    object) keeps that thread away from the interpreter, also when a reader is abandoned on error.
+    """
+    import pyarrow as pa
+
+    with _open_binary(path) as probe:
+        gzipped = isinstance(probe, gzip.GzipFile)
+    raw = pa.OSFile(path, "rb")
+    return pa.CompressedInputStream(raw, "gzip") if gzipped else raw
 
 
 def _head(path: str, size: int) -> bytes:
@@ -171,21 +187,33 @@ def _read_jsonl(path: str, fields: LogFields) -> Iterator[LogBatch]:
             raise LogError(f"{path}: record 1 has no field {name!r} for --{role} (its fields: {known})")
     types = {name: _json_type(path, first[name], role, name) for role, name in fields.roles()}
     schema = pa.schema(list(types.items()))
-    stream = _open_binary(path)
+    stream = _arrow_stream(path)
     try:
         reader = pj.open_json(stream, read_options=pj.ReadOptions(use_threads=False, block_size=BLOCK_BYTES),
                               parse_options=pj.ParseOptions(explicit_schema=schema,
                                                             unexpected_field_behavior="ignore"))
         yield from _batches(reader, path, fields, "JSON")
-    except pa.ArrowInvalid as exc:
-        raise LogError(f"{path}: cannot parse the JSON records ({_arrow_text(exc)}); each line must be one "
-                       "JSON object and each field must keep one type (all numbers or all strings)") from None
+    except pa.ArrowInvalid as exc:  # in the first block
+        raise _parse_error(path, "JSON", 0, exc) from None
     finally:
         stream.close()
 
 
 def _arrow_text(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+_ROW = re.compile(r"\bin row (\d+)")
+
+
+def _parse_error(path: str, what: str, before: int, exc: BaseException) -> LogError:
+    """A LogError for a block that failed to parse, with the record number when Arrow gives the row."""
+    text = _arrow_text(exc)
+    row = _ROW.search(text)
+    where = f"record {before + int(row.group(1)) + 1:,}" if row else f"a record after record {before:,}"
+    hint = (" (a field must keep one type: all numbers or all strings)" if "changed from" in text
+            else " (each line must be one JSON object)" if what == "JSON" else "")
+    return LogError(f"{path}: cannot parse the {what} records at {where}: {text}{hint}")
 
 
 def _batches(reader: Any, path: str, fields: LogFields, what: str) -> Iterator[LogBatch]:
@@ -198,8 +226,7 @@ def _batches(reader: Any, path: str, fields: LogFields, what: str) -> Iterator[L
         except StopIteration:
             return
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise LogError(f"{path}: cannot parse the {what} records after record {before:,} "
-                           f"({_arrow_text(exc)})") from None
+            raise _parse_error(path, what, before, exc) from None
         if batch.num_rows == 0:
             continue
         yield _make_batch({name: batch.column(name) for name in fields.names}, fields, path, before + 1)
@@ -226,7 +253,7 @@ def _read_csv(path: str, fields: LogFields) -> Iterator[LogBatch]:
             raise LogError(f"{path}: the CSV header has no column {name!r} for --{role} "
                            f"(its columns: {', '.join(header)})")
     text_columns = {name: pa.string() for role, name in fields.roles() if role != "time"}
-    stream = _open_binary(path)
+    stream = _arrow_stream(path)
     try:
         reader = pcsv.open_csv(
             stream, read_options=pcsv.ReadOptions(use_threads=False, block_size=BLOCK_BYTES),
@@ -239,8 +266,8 @@ def _read_csv(path: str, fields: LogFields) -> Iterator[LogBatch]:
             yield batch
         if empty:
             raise LogError(f"{path}: the file has a header but no records")
-    except pa.ArrowInvalid as exc:
-        raise LogError(f"{path}: cannot parse the CSV records ({_arrow_text(exc)})") from None
+    except pa.ArrowInvalid as exc:  # in the first block
+        raise _parse_error(path, "CSV", 0, exc) from None
     finally:
         stream.close()
 
