@@ -93,7 +93,7 @@ def measure_engine(n: int, windows: tuple[int, ...] = (100, 1000)) -> list[tuple
     gc.collect()
     tracemalloc.start()
     base, _ = tracemalloc.get_traced_memory()
-    engine = ShardEngine(model, gen.subject_factory, 0, n, run_key=seed_key(7), tick_ms=gen.tick_ms,
+    engine = ShardEngine.for_range(model, gen.subject_factory, 0, n, run_key=seed_key(7), tick_ms=gen.tick_ms,
                          timestamp_start=0)
     arrays, _ = tracemalloc.get_traced_memory()
     tracemalloc.reset_peak()

@@ -11,12 +11,18 @@ __all__ = ["ShardInfo", "current_shard", "shard_scope"]
 
 @dataclass(frozen=True)
 class ShardInfo:
-    """A contiguous slice ``[start, stop)`` of the global subject indices."""
+    """The shard this process writes for: its initial subjects ``[start, stop)`` and its parts
+    ``first_part .. stop_part-1`` of ``parts`` (arriving subjects belong to parts too).
+    ``in_driver``: the shard runs in the driver's process (an in-process run)."""
 
     index: int = 0
     count: int = 1
     start: int = 0
     stop: int = 0
+    parts: int = 1
+    first_part: int = 0
+    stop_part: int = 1
+    in_driver: bool = True
 
 
 _current: ShardInfo = ShardInfo()

@@ -137,6 +137,23 @@ def test_doge_dist_rand_draws_in_callbacks_are_reproducible():
         assert results[0][1] > 0  # some draws vetoed
 
 
+def test_random_seed_before_start_repeats_an_unseeded_run():
+    """doge-datagen's way: ``random.seed(42)`` before ``start()``, no ``seed=``. The engine's key is one
+    ``getrandbits(64)`` from Python's random, and the factory and callbacks draw from it too."""
+    runs = []
+    for _ in range(2):
+        random.seed(42)
+        runs.append(banking_events(seed=None, subjects=300, ticks=1000))
+    random.seed(43)
+    other = banking_events(seed=None, subjects=300, ticks=1000)
+    assert len(runs[0]) > 100
+    assert runs[0] == runs[1]
+    assert runs[0] != other
+    # the values the factory (opening balance) and the callbacks (payments) drew are reproduced
+    assert len({event[3] for event in runs[0]}) > 50
+    assert any(event[2] == "spending" and event[5] > 0 for event in runs[0])
+
+
 def test_unseeded_runs_differ():
     first = banking_events(seed=None, subjects=300, ticks=500)
     second = banking_events(seed=None, subjects=300, ticks=500)
@@ -218,8 +235,9 @@ def run_engine(model, factory_cls, bounds, windows, *, sink: EventList, run_key:
     sink.events.clear()
     engines = []
     for shard, (start, stop) in enumerate(bounds):
-        engine = ShardEngine(model, factory_cls(**factory_kw), start, stop, run_key=run_key, tick_ms=60_000,
-                             timestamp_start=1_000, reseed_python_random=True, shard=shard)
+        engine = ShardEngine.for_range(model, factory_cls(**factory_kw), start, stop, run_key=run_key,
+                                       tick_ms=60_000, timestamp_start=1_000, reseed_python_random=True,
+                                       shard=shard)
         engine.create_subjects()
         engines.append(engine)
     for engine in engines:  # shard by shard: order across shards must not matter

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+import numpy as np
 import pytest
 
 from doge_dist import DataOnlineGenerator, EventSink, ModelError, SubjectFactory
@@ -171,6 +172,18 @@ def test_numeric_types_accepted(gen):
     gen.add_transition("a", "offline", "online", 1)
     gen.add_transition("b", "offline", "online", Fraction(1, 3))
     gen.add_transition("c", "offline", "online", 0)
+    gen.add_transition("d", "online", "offline", np.float64(2.5))
+    assert [(t.trigger, t.probability) for t in gen.transitions] == [
+        ("a", 1), ("b", Fraction(1, 3)), ("c", 0), ("d", 2.5)]
+
+
+@pytest.mark.parametrize("certain", [100, 100.0, Fraction(100), np.int64(100), np.float64(100)])
+def test_numeric_types_reach_the_engine(factory, certain):
+    gen = DataOnlineGenerator(STATES, "offline", factory, 5, 1000, 3, seed=1)
+    gen.add_transition("go", "offline", "online", certain)
+    gen.add_transition("never", "online", "offline", Fraction(0))
+    result = gen.start()
+    assert result.events_by_trigger == {"go": 5, "never": 0}  # all at tick 0, none after
 
 
 def test_duplicate_trigger_from_one_state(gen):

@@ -70,6 +70,14 @@ class CompiledModel:
         return cum
 
     @property
+    def state_index(self) -> dict[str, int]:
+        """State name -> its number in the engine's arrays."""
+        index = self.__dict__.get("_state_index")
+        if index is None:
+            index = self.__dict__["_state_index"] = {name: k for k, name in enumerate(self.states)}
+        return index
+
+    @property
     def triggers(self) -> list[str]:
         return [tr.trigger for tr in self.transitions]
 

@@ -74,9 +74,10 @@ def format_timestamp(timestamp_ms: int) -> str:
 
 
 def state_bounds(states: Sequence[str], transitions: Sequence[Transition], *, timestamp_start: int,
-                 tick_ms: int, ticks: int | None) -> dict[str, StateBound]:
-    """Each state's maximum total outgoing probability over the run; ModelError naming the state and
-    the first timestamp where the total goes over 100%."""
+                 tick_ms: int, ticks: int | None, check: bool = True) -> dict[str, StateBound]:
+    """Each state's maximum total outgoing probability over the run (``ticks=None``: over every value
+    the profiles take); with ``check``, ModelError naming the state and the first timestamp where the
+    total goes over 100%."""
     by_state: dict[str, list[Transition]] = {s: [] for s in states}
     for tr in transitions:
         by_state[tr.from_state].append(tr)
@@ -94,7 +95,7 @@ def state_bounds(states: Sequence[str], transitions: Sequence[Transition], *, ti
         for tr in outgoing:
             prob = float(tr.probability)
             totals += prob * (tr.profile.values(stamps) if getattr(tr, "profile", None) is not None else 1.0)
-        over = np.flatnonzero(totals > 100 + _TOLERANCE)
+        over = np.flatnonzero(totals > 100 + _TOLERANCE) if check else np.empty(0, dtype=np.int64)
         if over.size:
             tick = _first_tick_over(outgoing, timestamp_start, tick_ms, at, totals, int(over[0]))
             stamp = timestamp_start + tick * tick_ms

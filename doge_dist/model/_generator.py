@@ -5,13 +5,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import math
+import random as _py_random
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic
 
 from .._errors import ModelError
-from ..run._driver import RunPlan
-from ..run._local import run_local
+from ..engine._keyed import seed_key
+from ..run._pacer import LoadStep, Pacing, parse_load_shape
+from ..run._plan import RunControls, RunPlan
 from ..run._result import Progress, RunResult
 from . import _validate as v
 from ._arrivals import ArrivalStream, make_arrival_stream
@@ -190,31 +193,51 @@ class DataOnlineGenerator(Generic[Subject]):
                             tick_ms=self.tick_ms, ticks=self.ticks_num)
 
     def compile(self) -> CompiledModel:
-        """Validate the whole model and build the engine's tables (warns once per final state)."""
-        bounds = self.state_bounds()
+        """Validate the whole model and build the engine's tables (warns once per final state).
+
+        The engine's per-state bounds (the rate candidates are drawn at) do not depend on the
+        run's length, so a run continued from a checkpoint draws exactly what one long run draws.
+        """
+        self.state_bounds()  # the <= 100% check over this run's ticks, naming state and timestamp
+        engine_bounds = state_bounds(self.states, self.transitions, timestamp_start=self.timestamp_start,
+                                     tick_ms=self.tick_ms, ticks=None, check=False)
         for state in self.states:
-            if bounds[state].max_percent <= 0 and state not in self._warned_final:
+            if engine_bounds[state].max_percent <= 0 and state not in self._warned_final:
                 self._warned_final.add(state)  # once per state per generator, not per run
                 LOGGER.warning("State %s is a final state and has no output transitions", state)
         return compile_model(self.states, self.initial_state, self.transitions,
-                             max_total={s: b.max_percent for s, b in bounds.items()})
+                             max_total={s: min(b.max_percent, 100.0) for s, b in engine_bounds.items()})
+
+    def fingerprint_components(self) -> dict[str, Any]:
+        """What determines the output, part by part (digests), so that a checkpoint can say what
+        changed: states, each transition (with its callback's source code and profile), the
+        factory's class, the sinks, the population and run settings, arrivals and the seed."""
+        def digest(value: Any) -> str:
+            return hashlib.sha256(repr(value).encode()).hexdigest()[:16]
+
+        transitions = {
+            f"{tr.from_state}:{tr.trigger}": digest((
+                tr.to_state, repr(float(tr.probability)), _callable_identity(tr.action_callback),
+                tr.profile.to_dict() if tr.profile is not None else None))
+            for tr in self.transitions}
+        return {
+            "states": digest((self.states, self.initial_state)),
+            "transitions": transitions,
+            "factory": digest(_callable_identity(type(self.subject_factory))),
+            "sinks": digest([[sink_name(s) for s in tr.event_sinks] for tr in self.transitions]),
+            "subjects_num": self.subjects_num,
+            "ticks_num": self.ticks_num,
+            "tick_ms": self.tick_ms,
+            "timestamp_start": self.timestamp_start,
+            "seed": self.seed,
+            "arrivals": digest([a.to_dict() for a in self.arrivals]),
+            "drop_final": self.drop_final,
+        }
 
     def model_fingerprint(self) -> str:
         """A sha256 over what determines the output: states, transitions (with the source code of
         callbacks and of the factory's class), population, ticks, timestamps and seed."""
-        h = hashlib.sha256()
-        parts: list[Any] = [self.states, self.initial_state, self.subjects_num, self.ticks_num,
-                            self.tick_ms, self.timestamp_start, self.seed,
-                            _callable_identity(type(self.subject_factory))]
-        for tr in self.transitions:
-            parts.append((tr.trigger, tr.from_state, tr.to_state, repr(float(tr.probability)),
-                          _callable_identity(tr.action_callback),
-                          [sink_name(s) for s in tr.event_sinks])
-                         + ((repr(tr.profile.to_dict()),) if tr.profile is not None else ()))
-        if self.arrivals or self.drop_final:
-            parts.append(("arrivals", [repr(a.to_dict()) for a in self.arrivals], self.drop_final))
-        h.update(repr(parts).encode())
-        return h.hexdigest()
+        return hashlib.sha256(repr(sorted(self.fingerprint_components().items())).encode()).hexdigest()
 
     # -- running -----------------------------------------------------------------------------
 
@@ -230,20 +253,29 @@ class DataOnlineGenerator(Generic[Subject]):
         *,
         realtime: bool = False,
         speed: float = 1.0,
+        rate: float | None = None,
+        load_shape: Sequence[Any] | None = None,
+        repeat: bool = False,
         progress: Callable[[Progress], None] | None = None,
         stop_event: threading.Event | None = None,
         backend: str | None = None,
         keep_workers: bool = False,
         worker_setup: Callable[[], None] | None = None,
+        parts: int | None = None,
     ) -> RunResult:
         """Run the simulation and close every sink once; return counts and timings.
 
         ``workers >= 2`` (or ``backend="ray"``, or a ``ray_address``) shards the population over
         Ray actors that tick in lockstep windows; otherwise everything runs in this process.
-        ``keep_workers=True`` parks the shard actors (and the CPUs they hold) after the run for the
-        next run of this driver to reuse; ``doge_dist.release_workers()`` frees them.
-        ``worker_setup``: a picklable callable run once in each worker process before its shard
-        starts (the CLI installs its log masking there).
+        ``realtime=True`` paces ticks to the wall clock (tick k at ``k * tick_ms / speed``);
+        ``rate=R`` instead emits R events per wall-clock second whatever the model's events per
+        tick, and ``load_shape=[{"rate": 1000, "for": "30s"}, {"ramp": [1000, 50000], "for": "5m"}]``
+        follows steps and ramps (the run ends after the last step unless ``repeat=True``); both
+        imply realtime. ``parts``: split the population into this many fixed parts (default: what
+        the ``{part}`` sinks say, else one per worker). ``keep_workers=True`` parks the shard actors
+        (and the CPUs they hold) after the run for the next run of this driver to reuse;
+        ``doge_dist.release_workers()`` frees them. ``worker_setup``: a picklable callable run once in
+        each worker process before its shard starts (the CLI installs its log masking there).
 
         Without a ``seed``, the engine's key is taken from Python's ``random`` module (one
         ``getrandbits(64)``), so ``random.seed(42)`` before ``start()`` repeats a run, as in doge-datagen.
@@ -252,9 +284,10 @@ class DataOnlineGenerator(Generic[Subject]):
             raise ModelError(f"workers must be an integer >= 1, got {workers!r}")
         if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
             raise ModelError(f"window must be an integer >= 1 (ticks), got {window!r}")
-        if not (isinstance(speed, (int, float)) and speed > 0):
+        if not (isinstance(speed, (int, float)) and not isinstance(speed, bool) and speed > 0):
             raise ModelError(f"speed must be a number > 0, got {speed!r}")
-        if self.ticks_num is None and stop_event is None and not realtime:
+        pacing = _pacing(realtime=realtime, speed=speed, rate=rate, load_shape=load_shape, repeat=repeat)
+        if self.ticks_num is None and stop_event is None and pacing.mode == "none":
             raise ModelError("ticks_num=None (unbounded) needs realtime=True or a stop_event to end the run")
         if backend not in (None, "local", "ray"):
             raise ModelError(f"backend must be 'local' or 'ray', got {backend!r}")
@@ -262,12 +295,34 @@ class DataOnlineGenerator(Generic[Subject]):
             raise ModelError("backend='local' runs one shard; use workers=1 or backend='ray'")
         self._stop_requested.clear()
         stops = [self._stop_requested] + ([stop_event] if stop_event is not None else [])
-        plan = RunPlan.build(self, workers=workers, window=window, realtime=realtime, speed=speed,
-                             progress=progress, stop_events=stops, keep_workers=keep_workers,
-                             worker_setup=worker_setup)
+        run_key = seed_key(self.seed) if self.seed is not None else _py_random.getrandbits(64)
+        plan = RunPlan.build(self, workers=workers, window=window, pacing=pacing, keep_workers=keep_workers,
+                             worker_setup=worker_setup, parts=parts, run_key=run_key)
+        controls = RunControls(progress=progress, stop_events=stops)
         use_ray = backend == "ray" or (backend is None and (workers > 1 or ray_address is not None))
         if not use_ray:
-            return run_local(self, plan)
+            from ..run._local import run_local
+
+            return run_local(plan, controls)
         from ..run._ray_backend import run_ray
 
-        return run_ray(self, plan, ray_address=ray_address)
+        return run_ray(plan, controls, ray_address=ray_address)
+
+
+def _pacing(*, realtime: bool, speed: float, rate: float | None, load_shape: Sequence[Any] | None,
+            repeat: bool) -> Pacing:
+    """How the driver paces the run, from start()'s arguments (ModelError on a bad combination)."""
+    if rate is not None and load_shape is not None:
+        raise ModelError("give rate= or load_shape=, not both (a constant rate is a one-step load shape)")
+    if (rate is not None or load_shape is not None) and speed != 1.0:
+        raise ModelError("speed= paces ticks to the clock; with rate= or load_shape= the event rate sets "
+                         "the pace: drop speed=")
+    if rate is not None:
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (0 < rate < math.inf):
+            raise ModelError(f"rate must be a number of events per second > 0, got {rate!r}")
+        return Pacing("rate", steps=(LoadStep(float(rate), float(rate), math.inf),))
+    if load_shape is not None:
+        return Pacing("rate", steps=parse_load_shape(load_shape), repeat=bool(repeat))
+    if repeat:
+        raise ModelError("repeat=True repeats a load_shape; give load_shape= too")
+    return Pacing("clock", speed=float(speed)) if realtime else Pacing()

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Subject", "SubjectFactory", "EventSink", "Transition", "sink_name"]
+__all__ = ["Subject", "SubjectFactory", "EventSink", "Transition", "sink_name", "sink_flag"]
 
 Subject = TypeVar("Subject")
 
@@ -96,3 +96,9 @@ def sink_name(sink: object) -> str:
     if isinstance(name, str) and name:
         return name
     return type(sink).__name__
+
+
+def sink_flag(sink: object, flag: str) -> bool:
+    """Whether a sink declares ``flag`` (``uses_parts``, ``driver_output``): only a real True counts,
+    so test doubles such as ``unittest.mock.Mock`` (whose every attribute is truthy) declare nothing."""
+    return getattr(sink, flag, False) is True

@@ -1,168 +1,38 @@
-"""The run loop shared by the in-process and the Ray backends: windows, pacing, progress, stopping."""
+"""The driver loop shared by the in-process and the Ray backends: windows, steps, pacing, progress, stop.
+
+The driver never touches subjects or events: it asks the pacer when the next window (or event
+budget) may go, tells the backend to run it, and folds the shards' plain-data reports together.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import random as _py_random
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Iterator
+from typing import Protocol
 
 from .._errors import RunInterrupted
-from ..engine._keyed import seed_key
+from ..engine._shard_engine import CreationStopped
 from . import _schedule
-from ._result import Progress, RunResult, ShardResult
+from ._output import OUTPUT_WINDOW_LINES, OutputMerger
+from ._pacer import make_pacer
+from ._plan import RunControls, RunPlan, WindowReport
+from ._result import Progress, RunResult, ShardResult, Timeline, add_counts, merge_shards
 
-if TYPE_CHECKING:
-    from ..model._compiled import CompiledModel
-    from ..model._generator import DataOnlineGenerator
-
-__all__ = ["RunPlan", "WindowReport", "Backend", "drive", "merge_shards", "close_all", "raise_collected",
-           "sink_failures"]
-
-
-@dataclass
-class RunPlan:
-    """Everything a run needs, decided on the driver before any subject exists."""
-
-    model: CompiledModel
-    shards: list[tuple[int, int]]
-    run_key: int
-    ticks: int | None
-    window: int
-    fixed_window: bool
-    realtime: bool
-    speed: float
-    progress: Callable[[Progress], None] | None
-    stop_events: list[threading.Event] = field(default_factory=list)
-    keep_workers: bool = False
-    worker_setup: Callable[[], None] | None = None
-
-    @classmethod
-    def build(cls, gen: DataOnlineGenerator, *, workers: int, window: int | None, realtime: bool,
-              speed: float, progress: Callable[[Progress], None] | None,
-              stop_events: list[threading.Event], keep_workers: bool = False,
-              worker_setup: Callable[[], None] | None = None) -> RunPlan:
-        model = gen.compile()
-        # no empty shards: fewer subjects than workers means fewer shards
-        shards = _schedule.partition(gen.subjects_num, min(workers, max(1, gen.subjects_num)))
-        for sink in model.sinks:  # sinks that can tell a bad plan from a good one say so now
-            check = getattr(sink, "check_plan", None)
-            if callable(check):
-                check(len(shards))
-        for sink in model.sinks:  # then the I/O checks (connect, reflect or create a table)
-            prepare = getattr(sink, "prepare", None)
-            if callable(prepare):
-                prepare()
-        return cls(
-            model=model,
-            shards=shards,
-            run_key=seed_key(gen.seed) if gen.seed is not None else _py_random.getrandbits(64),
-            ticks=gen.ticks_num,
-            window=window or _schedule.default_window(gen.ticks_num, realtime),
-            fixed_window=window is not None or realtime,
-            realtime=realtime,
-            speed=float(speed),
-            progress=progress,
-            stop_events=stop_events,
-            keep_workers=keep_workers,
-            worker_setup=worker_setup,
-        )
-
-    def stop_requested(self) -> bool:
-        return any(event.is_set() for event in self.stop_events)
-
-
-@dataclass
-class WindowReport:
-    """What one shard reports after a window."""
-
-    shard: int
-    compute_s: float
-    total_events: int
-    events_by_sink: dict[str, int]
-    failed_by_sink: dict[str, int] = field(default_factory=dict)
+__all__ = ["Backend", "drive"]
 
 
 class Backend(Protocol):
     """One runner interface, two implementations (in-process and Ray)."""
 
-    def begin(self) -> None: ...
-    def run_window(self, t0: int, t1: int) -> list[WindowReport]: ...
+    timings: dict[str, float]
+
+    def begin(self, should_stop) -> None: ...
+    def step(self, t0: int, t1: int, budget: int | None) -> list[WindowReport]: ...
+    def abandon(self) -> list[WindowReport]: ...
     def finish(self, ticks_done: int) -> list[ShardResult]: ...
-
-
-def merge_shards(shards: list[ShardResult], *, subjects: int, ticks: int, elapsed_s: float,
-                 workers: int, window: int, seed: int | None, stopped: bool, max_lag_s: float,
-                 events_by_transition: dict[str, int]) -> RunResult:
-    """Sum per-shard counts into one RunResult."""
-    stats: dict[str, dict[str, int]] = {}
-    for shard in shards:
-        for name, numbers in shard.sink_stats.items():
-            slot = stats.setdefault(name, {})
-            for key, value in numbers.items():
-                if isinstance(value, (int, float)):
-                    slot[key] = slot.get(key, 0) + value
-    return RunResult(
-        events_by_trigger=_add_counts([s.events_by_trigger for s in shards]),
-        vetoed_by_trigger=_add_counts([s.vetoed_by_trigger for s in shards]),
-        events_by_sink=_add_counts([s.events_by_sink for s in shards]),
-        events_by_transition=events_by_transition,
-        total_events=sum(s.total_events for s in shards),
-        total_vetoed=sum(s.total_vetoed for s in shards),
-        subjects=subjects,
-        ticks=ticks,
-        elapsed_s=elapsed_s,
-        workers=workers,
-        window=window,
-        seed=seed,
-        stopped=stopped,
-        max_lag_s=max_lag_s,
-        sink_stats=stats,
-        shards=shards,
-    )
-
-
-def close_all(sinks: list[Any], names: list[str]) -> tuple[dict[str, dict[str, int]], list[BaseException]]:
-    """Close every sink once; collect stats and errors instead of stopping at the first error."""
-    errors: list[BaseException] = []
-    stats: dict[str, dict[str, int]] = {}
-    for sink, name in zip(sinks, names):
-        try:
-            sink.close()
-        except BaseException as exc:  # noqa: BLE001 - every sink must get its close()
-            errors.append(exc)
-        numbers = _sink_stats(sink)
-        if numbers is not None:
-            stats[name] = numbers
-    return stats, errors
-
-
-def raise_collected(errors: list[BaseException], what: str) -> None:
-    """Raise the first error, with the others attached as notes (``what`` names them)."""
-    if not errors:
-        return
-    first = errors[0]
-    for extra in errors[1:]:
-        if hasattr(first, "add_note"):
-            first.add_note(f"{what}: {extra!r}")
-    raise first
-
-
-def _sink_stats(sink: Any) -> dict[str, int] | None:
-    """A sink's ``stats()`` as a dict of numbers, or None when it has none or it is not usable
-    (a broken or foreign ``stats`` must not turn a finished run into a failure)."""
-    stats_fn = getattr(sink, "stats", None)
-    if not callable(stats_fn):
-        return None
-    try:
-        raw = stats_fn()
-        return {str(k): v for k, v in dict(raw).items() if isinstance(v, (int, float))}
-    except Exception:  # noqa: BLE001
-        return None
 
 
 @contextlib.contextmanager
@@ -188,97 +58,141 @@ def _sigint_stops(event: threading.Event) -> Iterator[list[bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def drive(gen: DataOnlineGenerator, plan: RunPlan, backend: Backend) -> RunResult:
-    """Run windows in lockstep until the ticks are done or a stop is requested; close at the end."""
+class _Window:
+    """Folds the shards' reports of each window into the run's timeline and population."""
+
+    def __init__(self, plan: RunPlan) -> None:
+        model = plan.model
+        self.timeline = Timeline(plan.settings.timeline_bucket, plan.settings.tick_ms,
+                                 plan.settings.timestamp_start, [tr.trigger for tr in model.transitions],
+                                 initial=plan.subjects)
+        self.output = OutputMerger(model.sinks)
+
+    def fold(self, reports: list[WindowReport]) -> None:
+        timeline = self.timeline
+        for report in reports:
+            for bucket, counts in report.timeline.items():
+                slot = timeline.events.get(bucket)
+                timeline.events[bucket] = counts if slot is None else [a + b for a, b in zip(slot, counts)]
+            for bucket, (born, gone) in report.population.items():
+                if born:
+                    timeline.created[bucket] = timeline.created.get(bucket, 0) + born
+                if gone:
+                    timeline.departed[bucket] = timeline.departed.get(bucket, 0) + gone
+
+
+def drive(plan: RunPlan, backend: Backend, controls: RunControls) -> RunResult:
+    """Run windows in lockstep until the ticks are done, a load shape ends or a stop is requested;
+    close every shard's sinks at the end, also on failure (the error then carries ``.result``)."""
     started = time.perf_counter()
     ticks_done = 0
     stopped = False
     max_lag = 0.0
     window = plan.window
+    pacer = make_pacer(plan.pacing, tick_ms=plan.settings.tick_ms, shards=len(plan.layouts))
+    folded = _Window(plan)
     sigint = threading.Event()
-    plan.stop_events.append(sigint)
+    controls.stop_events.append(sigint)
+    stop = controls.stop_requested
     failure: BaseException | None = None
+    simulate_started = None
+    last_reports: list[WindowReport] = []
     with _sigint_stops(sigint) as hit:
         try:
-            backend.begin()
-            clock_start = time.monotonic()
-            while plan.ticks is None or ticks_done < plan.ticks:
-                if plan.stop_requested():
+            try:
+                backend.begin(stop)
+            except CreationStopped:
+                stopped = True
+            simulate_started = time.perf_counter()
+            pacer.begin()
+            while not stopped and (plan.ticks is None or ticks_done < plan.ticks):
+                if stop():
                     stopped = True
                     break
+                if pacer.finished():
+                    break
+                window = pacer.window_ticks(window) if pacer.kind == "rate" else window
                 t0, t1 = _schedule.window_bounds(ticks_done, window, plan.ticks)
-                lag = 0.0
-                if plan.realtime:
-                    due = _schedule.realtime_due(clock_start, t0, gen.tick_ms, plan.speed)
-                    lag = _sleep_until(due, plan)
-                    if plan.stop_requested():
-                        stopped = True
-                        break
-                    max_lag = max(max_lag, lag)
+                lag = pacer.wait_window(t0, stop)
+                if stop():
+                    stopped = True
+                    break
+                max_lag = max(max_lag, lag)
                 window_start = time.perf_counter()
-                reports = backend.run_window(t0, t1)
+                compute = 0.0
+                ended = False
+                while True:
+                    if pacer.finished() and not stop():  # the load shape is over: end mid-window
+                        reports = backend.abandon()
+                        folded.output.add([c for r in reports for c in r.output])
+                        folded.fold(reports)
+                        last_reports = reports
+                        t1 = max(r.ticks_done for r in reports)
+                        ended = True
+                        break
+                    budget = None if stop() else pacer.budget()
+                    reports = backend.step(t0, t1, budget)
+                    done = all(r.complete for r in reports)
+                    pacer.record(sum(r.total_events for r in reports), window_done=done, ticks=t1 - t0)
+                    folded.output.add([c for r in reports for c in r.output])
+                    compute += max((r.compute_s for r in reports), default=0.0)
+                    folded.fold(reports)
+                    last_reports = reports
+                    if done:
+                        break
+                    if not stop():
+                        pacer.wait_step(stop)
                 wall = time.perf_counter() - window_start
+                lines = folded.output.flush()
                 ticks_done = t1
-                compute = max((r.compute_s for r in reports), default=0.0)
-                window = _schedule.next_window(window, compute, max(wall - compute, 0.0),
-                                               fixed=plan.fixed_window)
-                if plan.progress is not None:  # shards report cumulative counts
-                    plan.progress(Progress(ticks_done, plan.ticks, sum(r.total_events for r in reports),
-                                           _add_counts([r.events_by_sink for r in reports]),
-                                           time.perf_counter() - started, lag,
-                                           _add_counts([r.failed_by_sink for r in reports])))
+                if pacer.kind == "none":
+                    window = _schedule.next_window(window, compute, max(wall - compute, 0.0),
+                                                   fixed=plan.fixed_window)
+                if lines and not plan.fixed_window:  # keep a window's printed lines bounded
+                    window = max(1, min(window, (t1 - t0) * OUTPUT_WINDOW_LINES // lines))
+                if ended:
+                    break
+                if controls.progress is not None:  # shards report cumulative counts
+                    target, achieved = pacer.rates()
+                    controls.progress(Progress(
+                        ticks_done, plan.ticks, sum(r.total_events for r in last_reports),
+                        add_counts([r.events_by_sink for r in last_reports]), time.perf_counter() - started,
+                        lag, add_counts([r.failed_by_sink for r in last_reports]),
+                        live=sum(r.created - r.departed for r in last_reports),
+                        target_rate=target, achieved_rate=achieved))
         except BaseException as exc:  # noqa: BLE001 - sinks are closed below, then it is re-raised
             failure = exc
+        simulate_s = time.perf_counter() - (simulate_started or started)
         shard_results: list[ShardResult] = []
+        close_started = time.perf_counter()
         try:
+            folded.output.flush()
             shard_results = backend.finish(ticks_done)
         except BaseException as close_exc:  # noqa: BLE001
+            shard_results = list(getattr(close_exc, "shard_results", []) or [])
             if failure is None:
                 failure = close_exc
             elif hasattr(failure, "add_note"):
                 failure.add_note(f"while closing sinks after the error: {close_exc!r}")
-        plan.stop_events.remove(sigint)
+        controls.stop_events.remove(sigint)
         interrupted = hit[0]
-    if failure is not None:
-        raise failure
-    counts = _add_counts([getattr(shard, "events_by_transition", {}) for shard in shard_results])
+    timings = dict(getattr(backend, "timings", {}))
+    timings.update(simulate_s=simulate_s, close_s=time.perf_counter() - close_started,
+                   total_s=time.perf_counter() - started + timings.get("ray_start_s", 0.0))
+    status = "failed" if failure is not None else ("stopped" if stopped or interrupted else "completed")
     result = merge_shards(
-        shard_results, subjects=gen.subjects_num, ticks=ticks_done,
-        elapsed_s=time.perf_counter() - started, workers=len(plan.shards), window=window,
-        seed=gen.seed, stopped=stopped, max_lag_s=max_lag, events_by_transition=counts,
+        shard_results, subjects=plan.subjects, ticks=ticks_done,
+        elapsed_s=time.perf_counter() - started, workers=len(plan.layouts), window=window,
+        seed=plan.seed, stopped=stopped or interrupted, max_lag_s=max_lag, status=status, timings=timings,
+        timeline=folded.timeline, rate=pacer.report(),
     )
+    if failure is not None:
+        try:
+            failure.result = result  # type: ignore[attr-defined]
+        except AttributeError:
+            pass
+        raise failure
     if interrupted:
         raise RunInterrupted(f"interrupted by Ctrl-C after {ticks_done} ticks "
                              f"({result.total_events} events written, all sinks closed)", result)
     return result
-
-
-def _sleep_until(due: float, plan: RunPlan) -> float:
-    """Sleep until ``due`` (monotonic seconds) in short slices so a stop is noticed; return lag."""
-    while True:
-        remaining = due - time.monotonic()
-        if remaining <= 0:
-            return -remaining
-        if plan.stop_requested():
-            return 0.0
-        time.sleep(min(remaining, 0.05))
-
-
-def _add_counts(dicts: list[dict[str, int]]) -> dict[str, int]:
-    """Key-wise sum of count dicts (shards' counts into one)."""
-    out: dict[str, int] = {}
-    for d in dicts:
-        for key, value in d.items():
-            out[key] = out.get(key, 0) + value
-    return out
-
-
-def sink_failures(sinks: list[Any], names: list[str]) -> dict[str, int]:
-    """The ``failed`` count of each sink's stats() that has one above zero (in-flight messages
-    are not failures yet), so progress shows delivery failures while a stream runs."""
-    out: dict[str, int] = {}
-    for sink, name in zip(sinks, names):
-        numbers = _sink_stats(sink)
-        if numbers and numbers.get("failed"):
-            out[name] = int(numbers["failed"])
-    return out

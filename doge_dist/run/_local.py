@@ -1,38 +1,37 @@
-"""The in-process backend: one shard, this process, no Ray."""
+"""The in-process backend: every shard of the plan in this process, no Ray."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Callable
 
-from ._driver import RunPlan, WindowReport, drive, raise_collected
+from ._closing import raise_collected
+from ._driver import drive
+from ._plan import RunControls, RunPlan, WindowReport
 from ._result import RunResult, ShardResult
 from ._shard import ShardWorker
-
-if TYPE_CHECKING:
-    from ..model._generator import DataOnlineGenerator
 
 __all__ = ["LocalBackend", "run_local"]
 
 
 class LocalBackend:
-    """Runs every shard of the plan in this process, one after another per window."""
+    """Runs every shard of the plan in this process, one after another per step."""
 
-    def __init__(self, gen: DataOnlineGenerator, plan: RunPlan) -> None:
-        count = len(plan.shards)
-        self.workers = [
-            ShardWorker(plan.model, gen.subject_factory, shard, count, start, stop, run_key=plan.run_key,
-                        tick_ms=gen.tick_ms, timestamp_start=gen.timestamp_start,
-                        reseed_python_random=gen.reseed_python_random and gen.seed is not None,
-                        keyed_callbacks=gen.seed is not None, worker_setup=None)
-            for shard, (start, stop) in enumerate(plan.shards)
-        ]
+    def __init__(self, plan: RunPlan) -> None:
+        self.workers = [ShardWorker(plan, layout, in_driver=True) for layout in plan.layouts]
+        self.timings: dict[str, float] = {}
 
-    def begin(self) -> None:
+    def begin(self, should_stop: Callable[[], bool] | None = None) -> None:
+        started = time.perf_counter()
         for worker in self.workers:
-            worker.begin()
+            worker.begin(should_stop)
+        self.timings["create_s"] = time.perf_counter() - started
 
-    def run_window(self, t0: int, t1: int) -> list[WindowReport]:
-        return [worker.run_window(t0, t1) for worker in self.workers]
+    def step(self, t0: int, t1: int, budget: int | None) -> list[WindowReport]:
+        return [worker.step(t0, t1, budget) for worker in self.workers]
+
+    def abandon(self) -> list[WindowReport]:
+        return [worker.abandon() for worker in self.workers]
 
     def finish(self, ticks_done: int) -> list[ShardResult]:
         results, errors = [], []
@@ -40,10 +39,16 @@ class LocalBackend:
             result, errs = worker.finish(ticks_done)
             results.append(result)
             errors.extend(errs)
+        if errors:
+            for error in errors:
+                try:
+                    error.shard_results = results  # type: ignore[attr-defined]
+                except AttributeError:
+                    pass
         raise_collected(errors, "another sink failed to close")
         return results
 
 
-def run_local(gen: DataOnlineGenerator, plan: RunPlan) -> RunResult:
+def run_local(plan: RunPlan, controls: RunControls) -> RunResult:
     """Run the whole population in this process."""
-    return drive(gen, plan, LocalBackend(gen, plan))
+    return drive(plan, LocalBackend(plan), controls)

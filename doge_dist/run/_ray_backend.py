@@ -1,27 +1,30 @@
-"""The Ray backend: one actor per shard, driven window by window in lockstep.
+"""The Ray backend: one actor per shard, driven window by window (step by step) in lockstep.
 
 The actors run the same ShardWorker as the in-process backend; this module only moves plain data
-(window bounds in, counts out) and turns Ray's failures into errors that name the shard.
+(the plan once, window bounds and budgets in, reports out) and turns Ray's failures into errors
+that name the shard.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
+import random
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
+from .. import rand as _doge_rand
 from .._errors import SimulationError
-from ._driver import RunPlan, WindowReport, drive, raise_collected
+from ..engine._layout import ShardLayout
+from ..engine._shard_engine import CreationStopped
+from ._closing import earliest_error, raise_collected
+from ._driver import drive
+from ._plan import RunControls, RunPlan, WindowReport
 from ._result import RunResult, ShardResult
 from ._shard import ShardWorker
-
-if TYPE_CHECKING:
-    from ..model._generator import DataOnlineGenerator
 
 __all__ = ["RayBackend", "run_ray", "ShardActorError", "release_workers"]
 
@@ -59,14 +62,17 @@ def _actor_class():
         def pid(self) -> int:
             return os.getpid()
 
-        def setup(self, *args: Any, **kwargs: Any) -> None:
-            self.worker = ShardWorker(*args, **kwargs)
+        def setup(self, plan: RunPlan, layout: ShardLayout) -> None:
+            self.worker = ShardWorker(plan, layout, in_driver=False)
 
         def begin(self) -> float:
             return self.worker.begin()
 
-        def run_window(self, t0: int, t1: int) -> WindowReport:
-            return self.worker.run_window(t0, t1)
+        def step(self, t0: int, t1: int, budget: int | None) -> WindowReport:
+            return self.worker.step(t0, t1, budget)
+
+        def abandon(self) -> WindowReport:
+            return self.worker.abandon()
 
         def finish(self, ticks_done: int) -> tuple[ShardResult, list[BaseException]]:
             try:
@@ -127,67 +133,66 @@ def release_workers() -> int:
     return len(idle)
 
 
-@contextlib.contextmanager
-def _process_generators_by_reference() -> Iterator[None]:
-    """While the model is pickled for the actors, send Python's global generator (and
-    doge_dist.rand's) as a reference to the receiving process's own, not as a copy.
+# -- Python's global generator and doge_dist.rand travel as references to the worker's own ----------
+
+_REDUCERS_REGISTERED = False
+
+
+def _register_generator_reducers() -> None:
+    """Teach Ray's serializer (once per process) to send Python's global generator and
+    ``doge_dist.rand``'s as references to the receiving process's own, never as copies.
 
     A model module pickled by value (a file target, ``__main__``) carries ``from random import
     randrange`` as a bound method of ``random._inst``; a copy would escape the engine's seeding.
+    Private ``random.Random`` instances are copied with their state, as pickling always did.
     """
-    import copyreg
-    import random
+    global _REDUCERS_REGISTERED
+    if _REDUCERS_REGISTERED:
+        return
+    import ray
 
-    from .. import rand
-
-    saved = {cls: copyreg.dispatch_table.get(cls) for cls in (random.Random, rand.KeyedRandom)}
-    copyreg.pickle(random.Random, _reduce_generator)
-    copyreg.pickle(rand.KeyedRandom, _reduce_generator)
-    try:
-        yield
-    finally:
-        for cls, previous in saved.items():
-            if previous is None:
-                copyreg.dispatch_table.pop(cls, None)
-            else:
-                copyreg.dispatch_table[cls] = previous
+    ray.util.register_serializer(random.Random, serializer=_python_generator_state,
+                                 deserializer=_python_generator)
+    ray.util.register_serializer(_doge_rand.KeyedRandom, serializer=_keyed_generator_state,
+                                 deserializer=_keyed_generator)
+    _REDUCERS_REGISTERED = True
 
 
-def _reduce_generator(obj: Any) -> Any:
-    import random
-
-    from .. import rand
-
-    if obj is random._inst:
-        return (_python_global_random, ())
-    if obj is rand._inst:
-        return (_doge_rand_generator, ())
-    return obj.__reduce_ex__(2)
+def _python_generator_state(obj: random.Random) -> Any:
+    return None if obj is random._inst else obj.getstate()
 
 
-def _python_global_random() -> Any:
-    import random
+def _python_generator(state: Any) -> random.Random:
+    if state is None:
+        return random._inst
+    copy = random.Random()
+    copy.setstate(state)
+    return copy
 
-    return random._inst
+
+def _keyed_generator_state(obj: Any) -> Any:
+    return None if obj is _doge_rand._inst else obj.getstate()
 
 
-def _doge_rand_generator() -> Any:
-    from .. import rand
-
-    return rand._inst
+def _keyed_generator(state: Any) -> Any:
+    if state is None:
+        return _doge_rand._inst
+    copy = _doge_rand.KeyedRandom()
+    copy.setstate(state)
+    return copy
 
 
 class RayBackend:
     """Starts one actor per shard and drives them; closes every shard's sinks even on failure."""
 
-    def __init__(self, gen: DataOnlineGenerator, plan: RunPlan, *, keep_workers: bool = False) -> None:
+    def __init__(self, plan: RunPlan, *, keep_workers: bool = False) -> None:
         import ray
 
         self.ray = ray
         self.plan = plan
-        self.gen = gen
         self.keep_workers = keep_workers
-        count = len(plan.shards)
+        self.timings: dict[str, float] = {}
+        count = len(plan.layouts)
         total_cpus = float(ray.cluster_resources().get("CPU", 1.0))
         cpus = 1.0 if count <= total_cpus else max(total_cpus / count, 0.01)
         if cpus < 1.0:
@@ -195,23 +200,28 @@ class RayBackend:
                            "%.2f CPU, so shards share cores (an autoscaling cluster will not grow for them)",
                            count, total_cpus, cpus)
         self.cpus = cpus
+        started = time.perf_counter()
         self.actors = _acquire_actors(count, cpus)
+        self.timings["actor_start_s"] = time.perf_counter() - started
         self.alive = [True] * count
         self.failed = False
 
     # -- helpers -----------------------------------------------------------------------------
 
     def _describe(self, shard: int) -> str:
-        start, stop = self.plan.shards[shard]
-        return f"shard {shard} (subjects {start}..{stop - 1})"
+        layout = self.plan.layouts[shard]
+        return f"shard {shard} (subjects {layout.start}..{layout.stop - 1})"
 
-    def _gather(self, refs: list[Any], what: str, timeout: float | None) -> list[Any]:
-        """Wait for one call per shard; on the first failure wait for the rest, then raise."""
+    def _gather(self, refs: list[Any], what: str, timeout: float | None,
+                abort: Callable[[], bool] | None = None) -> list[Any]:
+        """Wait for one call per shard; on a failure wait for the rest, then raise the earliest error
+        (by tick and subject). ``abort`` is asked between polls: True kills the actors and raises
+        CreationStopped (used while subjects are being created, when no sink has an event yet)."""
         ray = self.ray
         index = {ref: shard for shard, ref in enumerate(refs)}
         results: list[Any] = [None] * len(refs)
         pending = list(refs)
-        failure: BaseException | None = None
+        failures: list[BaseException] = []
         deadline = None if timeout is None else time.monotonic() + timeout
         while pending:
             if deadline is not None and time.monotonic() > deadline:
@@ -222,6 +232,10 @@ class RayBackend:
                 raise ShardActorError(
                     f"{what}: no answer from {stuck} within {timeout:.0f} s (is the Ray cluster out of free "
                     f"CPUs? each shard actor asks for {self.cpus:g})")
+            if abort is not None and abort():
+                _kill(self.actors)
+                self.alive = [False] * len(self.alive)
+                raise CreationStopped(f"stopped during {what}")
             ready, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
             for ref in ready:
                 shard = index[ref]
@@ -229,11 +243,9 @@ class RayBackend:
                     results[shard] = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - translated below
                     self.failed = True
-                    error = self._translate(shard, what, exc)
-                    if failure is None:
-                        failure = error
-        if failure is not None:
-            raise failure
+                    failures.append(self._translate(shard, what, exc))
+        if failures:
+            raise earliest_error(failures)
         return results
 
     def _translate(self, shard: int, what: str, exc: BaseException) -> BaseException:
@@ -264,26 +276,24 @@ class RayBackend:
 
     # -- Backend -----------------------------------------------------------------------------
 
-    def begin(self) -> None:
-        ray, gen, plan = self.ray, self.gen, self.plan
-        reseed = gen.reseed_python_random and gen.seed is not None
-        with _process_generators_by_reference():
-            model_ref = ray.put(plan.model)
-            factory_ref = ray.put(gen.subject_factory)
-        count = len(plan.shards)
-        setups = [
-            actor.setup.remote(model_ref, factory_ref, shard, count, start, stop, run_key=plan.run_key,
-                               tick_ms=gen.tick_ms, timestamp_start=gen.timestamp_start,
-                               reseed_python_random=reseed, keyed_callbacks=gen.seed is not None,
-                               worker_setup=plan.worker_setup)
-            for actor, (shard, (start, stop)) in zip(self.actors, enumerate(plan.shards))
-        ]
+    def begin(self, should_stop: Callable[[], bool] | None = None) -> None:
+        ray, plan = self.ray, self.plan
+        _register_generator_reducers()
+        started = time.perf_counter()
+        plan_ref = ray.put(plan)
+        setups = [actor.setup.remote(plan_ref, layout) for actor, layout in zip(self.actors, plan.layouts)]
         self._gather(setups, "actor start-up", ACTOR_START_TIMEOUT_S)
-        self._gather([a.begin.remote() for a in self.actors], "subject creation", None)
+        self.timings["actor_start_s"] = self.timings.get("actor_start_s", 0.0) + time.perf_counter() - started
+        started = time.perf_counter()
+        self._gather([a.begin.remote() for a in self.actors], "subject creation", None, abort=should_stop)
+        self.timings["create_s"] = time.perf_counter() - started
 
-    def run_window(self, t0: int, t1: int) -> list[WindowReport]:
-        return self._gather([a.run_window.remote(t0, t1) for a in self.actors],
+    def step(self, t0: int, t1: int, budget: int | None) -> list[WindowReport]:
+        return self._gather([a.step.remote(t0, t1, budget) for a in self.actors],
                             f"window {t0}..{t1 - 1}", None)
+
+    def abandon(self) -> list[WindowReport]:
+        return self._gather([a.abandon.remote() for a in self.actors], "ending the window", None)
 
     def finish(self, ticks_done: int) -> list[ShardResult]:
         live = [shard for shard, ok in enumerate(self.alive) if ok]
@@ -305,8 +315,13 @@ class RayBackend:
             healthy = not (self.failed or errors or not all(self.alive))
             _return_actors(self.actors, self.cpus, keep=self.keep_workers and healthy)
         dead = [self._describe(s) for s, ok in enumerate(self.alive) if not ok]
-        if dead and not errors:
+        if dead and not errors and not self.failed:
             errors.append(ShardActorError(f"{', '.join(dead)} died; their sinks could not be closed"))
+        for error in errors:
+            try:
+                error.shard_results = results  # type: ignore[attr-defined]
+            except AttributeError:
+                pass
         raise_collected(errors, "another shard failed to close")
         return sorted(results, key=lambda r: r.shard)
 
@@ -331,9 +346,6 @@ def _connect(ray_address: str | None) -> bool:
     if ray.is_initialized():
         return False
     address = ray_address or os.environ.get("RAY_ADDRESS")
-    # Ray folds log lines that look alike ("[repeated 170x across cluster]"), which would swallow
-    # a PrintingSink's events; keep every line (only affects a Ray this process starts or joins).
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if address:
         _check_reachable(address)
         ray.init(address=address, log_to_driver=True)
@@ -372,11 +384,15 @@ def _check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None
                               "check the head node's address and port (default 6379)") from exc
 
 
-def run_ray(gen: DataOnlineGenerator, plan: RunPlan, *, ray_address: str | None = None) -> RunResult:
+def run_ray(plan: RunPlan, controls: RunControls, *, ray_address: str | None = None) -> RunResult:
     """Run the plan's shards as Ray actors (connecting to or starting Ray as needed)."""
+    started = time.perf_counter()
     started_here = _connect(ray_address)
+    ray_start_s = time.perf_counter() - started
     try:
-        return drive(gen, plan, RayBackend(gen, plan, keep_workers=plan.keep_workers and not started_here))
+        backend = RayBackend(plan, keep_workers=plan.keep_workers and not started_here)
+        backend.timings["ray_start_s"] = ray_start_s
+        return drive(plan, backend, controls)
     finally:
         if started_here:
             import ray

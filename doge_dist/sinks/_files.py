@@ -1,8 +1,11 @@
-"""File sinks: JSON Lines and CSV, one file per shard, optionally gzip-compressed.
+"""File sinks: JSON Lines and CSV, one file per part (or per shard), optionally gzip-compressed.
 
-For people without servers. The path may contain ``{shard}`` (or ``{shard:03d}``), replaced by
-``doge_dist.current_shard().index`` when the file is opened, lazily in the process that writes.
-Two open sinks never share a file in one process: the second one to open a path is refused.
+For people without servers. The path may contain ``{part}`` (or ``{part:03d}``) with ``parts=P``:
+the population is split into P fixed index ranges and each part's file holds its subjects' events
+in (tick, subject) order, so the files and their bytes are the same whatever the number of
+workers (each worker writes whole parts). ``{shard}`` (one file per worker) also works. Files are
+opened lazily in the process that writes. Two open sinks never share a file in one process: the
+second one to open a path is refused.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ __all__ = ["JsonLinesSink", "CsvSink", "default_row"]
 RowMapper = Callable[[int, Any, Transition], dict]
 
 _SHARD_FIELD = re.compile(r"\{shard(?::([^{}]*))?\}")
+_PART_FIELD = re.compile(r"\{part(?::([^{}]*))?\}")
 _FLUSH_EVERY = 1 << 20  # bytes of the text buffer
 
 # resolved absolute path -> the sink that has it open in this process (weak: a sink dropped
@@ -190,10 +194,23 @@ class _FileSink(PicklesAsDescription, EventSink):
     _kind = "file"
 
     def __init__(self, path: str | os.PathLike, mapper: RowMapper | None = None, *,
-                 compress: str | None = None, compresslevel: int = 6, encoding: str = "utf-8") -> None:
+                 compress: str | None = None, compresslevel: int = 6, encoding: str = "utf-8",
+                 parts: int | None = None) -> None:
         self.path = os.fspath(path)
         if not self.path:
             raise ModelError(f"{type(self).__name__}: path must not be empty")
+        has_part = _PART_FIELD.search(self.path) is not None
+        if parts is not None and (isinstance(parts, bool) or not isinstance(parts, int) or parts < 1):
+            raise ModelError(f"{type(self).__name__}: parts must be an integer >= 1, got {parts!r}")
+        if has_part and parts is None:
+            raise ModelError(f"{type(self).__name__}({self.path!r}): a {{part}} path needs parts=P, the "
+                             "number of part files (fixed, whatever the number of workers)")
+        if parts is not None and not has_part:
+            raise ModelError(f"{type(self).__name__}({self.path!r}): parts={parts} needs {{part}} in the "
+                             f"path, e.g. {_suggest(self.path, 'part')!r}")
+        if has_part and _SHARD_FIELD.search(self.path) is not None:
+            raise ModelError(f"{type(self).__name__}({self.path!r}): use {{part}} or {{shard}}, not both")
+        self.parts = parts
         if mapper is not None and not callable(mapper):
             raise ModelError(f"{type(self).__name__}: mapper must be callable, got {mapper!r}")
         if compress not in (None, "gzip"):
@@ -212,10 +229,45 @@ class _FileSink(PicklesAsDescription, EventSink):
         self._opened_path: str | None = None  # set once this instance opened a file in this process
         self._claimed: str | None = None  # the resolved path this instance holds while its file is open
         self._delivered = 0
+        self._part: int | None = None  # the part whose file is current ({part} paths)
+        self._other_parts: dict[int, dict[str, Any]] = {}  # the open state of the other parts' files
+
+    # -- parts ---------------------------------------------------------------------------------
+
+    @property
+    def uses_parts(self) -> bool:
+        """True for a ``{part}`` path: the engine tells the sink each event's part (``select_part``)."""
+        return self.parts is not None
+
+    #: the attributes that belong to one open file (swapped when the current part changes)
+    _file_state: tuple[str, ...] = ("_fh", "_opened_path", "_claimed")
+
+    def select_part(self, part: int) -> None:
+        """Make ``part``'s file the current one (the engine calls this before the part's events)."""
+        if part == self._part:
+            return
+        if self._part is not None:
+            self._other_parts[self._part] = {name: getattr(self, name) for name in self._file_state}
+        state = self._other_parts.pop(part, None)
+        if state is None:
+            state = {name: None for name in self._file_state}
+            state.update(self._fresh_file_state())
+        for name, value in state.items():
+            setattr(self, name, value)
+        self._part = part
+
+    def _fresh_file_state(self) -> dict[str, Any]:
+        """Values of ``_file_state`` for a part whose file is not open yet (subclasses add theirs)."""
+        return {}
 
     # pickling (PicklesAsDescription): the open file and counts stay with the original
     def check_plan(self, shard_count: int) -> None:
         """Refuse, before the run, a plan where several shards would write one file."""
+        if self.parts is not None:
+            if shard_count > self.parts:
+                raise ModelError(f"{self.name}: {shard_count} workers but parts={self.parts}: each worker "
+                                 f"writes whole parts, so use at most {self.parts} workers (or more parts)")
+            return
         if shard_count > 1 and _SHARD_FIELD.search(self.path) is None:
             raise ModelError(
                 f"{self.name}: the path has no {{shard}} placeholder but the run has {shard_count} shards; "
@@ -226,6 +278,9 @@ class _FileSink(PicklesAsDescription, EventSink):
         """The path for the current shard (``{shard}`` replaced); errors if several shards would share it."""
         shard = current_shard()
         path = self.path if self.base_dir is None else os.path.join(self.base_dir, self.path)
+        if self.parts is not None:
+            part = self._part if self._part is not None else shard.first_part
+            return _PART_FIELD.sub(lambda m: format(part, m.group(1) or ""), path)
         if _SHARD_FIELD.search(self.path) is None:
             self.check_plan(shard.count)
             return path
@@ -258,7 +313,25 @@ class _FileSink(PicklesAsDescription, EventSink):
         """Hook for subclasses (CSV header)."""
 
     def close(self) -> None:
-        """Open the file if nothing was written (so it exists), flush and close it. Idempotent."""
+        """Open the file if nothing was written (so it exists), flush and close it. Idempotent.
+        A ``{part}`` sink does this for every part of this shard, so each part's file exists."""
+        if self.parts is None:
+            self._close_current()
+            return
+        shard = current_shard()
+        parts = sorted({*self._other_parts, *range(shard.first_part, shard.stop_part)}
+                       | ({self._part} if self._part is not None else set()))
+        errors = []
+        for part in parts:
+            try:
+                self.select_part(part)
+                self._close_current()
+            except Exception as exc:  # noqa: BLE001 - close every part's file, then raise the first error
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def _close_current(self) -> None:
         if self._fh is None:
             if self._opened_path is not None:
                 return  # already closed
@@ -278,11 +351,11 @@ class _FileSink(PicklesAsDescription, EventSink):
         return f"{type(self).__name__}({self.path!r})"
 
 
-def _suggest(path: str) -> str:
+def _suggest(path: str, field: str = "shard") -> str:
     p = Path(path)
     suffixes = "".join(p.suffixes)
     stem = p.name[: len(p.name) - len(suffixes)] if suffixes else p.name
-    return str(p.with_name(f"{stem}-{{shard}}{suffixes}"))
+    return str(p.with_name(f"{stem}-{{{field}}}{suffixes}"))
 
 
 # --------------------------------------------------------------------------- JSON Lines
@@ -329,8 +402,10 @@ class CsvSink(_FileSink):
 
     def __init__(self, path: str | os.PathLike, mapper: RowMapper | None = None,
                  fieldnames: list[str] | tuple[str, ...] | None = None, *, compress: str | None = None,
-                 compresslevel: int = 6, encoding: str = "utf-8", dialect: str = "excel") -> None:
-        super().__init__(path, mapper, compress=compress, compresslevel=compresslevel, encoding=encoding)
+                 compresslevel: int = 6, encoding: str = "utf-8", dialect: str = "excel",
+                 parts: int | None = None) -> None:
+        super().__init__(path, mapper, compress=compress, compresslevel=compresslevel, encoding=encoding,
+                         parts=parts)
         if fieldnames is not None:
             fieldnames = list(fieldnames)
             if not fieldnames or not all(isinstance(f, str) for f in fieldnames):
@@ -340,12 +415,17 @@ class CsvSink(_FileSink):
         self.fieldnames = fieldnames
         self.dialect = dialect
 
+    _file_state = (*_FileSink._file_state, "_writer", "_fields", "_keys", "_header_written")
+
     def _reset(self) -> None:
         super()._reset()
         self._writer: Any = None
         self._fields: tuple[str, ...] | None = None
         self._keys: frozenset[str] = frozenset()  # the columns, to name unknown keys
         self._header_written = False
+
+    def _fresh_file_state(self) -> dict[str, Any]:
+        return {"_fields": None, "_keys": frozenset(), "_header_written": False}
 
     def _on_open(self, fh: IO[str], appending: bool) -> None:
         self._writer = csv.writer(fh, dialect=self.dialect)
