@@ -89,7 +89,7 @@ def test_reservoir_is_exact_below_capacity_and_uniform_above():
     assert abs(sample.mean() - 49_999.5) < 5 * 28_868 / np.sqrt(2_000)  # uniform over 0..99,999
 
 
-def write_spec(path, model, out, *, subjects, ticks, seed, extra=""):
+def write_spec(path, model, out, *, subjects, ticks, seed, extra="", parts=None):
     path.write_text(textwrap.dedent(f"""\
         model: {model}
         subjects: {subjects}
@@ -100,7 +100,7 @@ def write_spec(path, model, out, *, subjects, ticks, seed, extra=""):
         sink:
           type: jsonl
           path: {out}
-        """) + extra)
+        """) + (f"  parts: {parts}\n" if parts else "") + extra)
     return path
 
 
@@ -155,8 +155,6 @@ def test_a_wrong_model_is_clearly_further_away(round_trip):
     # both logs are flat over the day: the time-of-day distance cannot tell them apart (see the profile test)
 
 
-@pytest.mark.xfail(strict=True, reason="the engine does not apply transition profiles yet (the lead's "
-                   "'Engine:' commit on main adds them)")
 def test_round_trip_with_a_daily_profile(tmp_path, capsys):
     real = generate(tmp_path, model_text(BANKING, PROFILES), subjects=10_000, ticks=2880, seed=5,
                     name="r.jsonl")
@@ -238,16 +236,16 @@ def test_compare_bad_input_is_status_2(tmp_path, capsys, generated, message):
 
 @pytest.mark.ray
 def test_generate_on_two_workers_and_compare(tmp_path, capsys, ray_session):
-    """The walk-through's path: a YAML model in a job spec, two Ray workers, one part file per worker."""
+    """The walk-through's path: a YAML model in a job spec, two Ray workers writing four part files."""
     real = generate(tmp_path, model_text(BANKING), subjects=4_000, ticks=720, seed=2, name="real.jsonl")
     assert main(["fit", str(real), *FIELDS, "--tick-ms", "60000", "--population", "4000", "-o",
                  str(tmp_path / "fitted.yaml"), "--quiet"]) == 0
-    spec = write_spec(tmp_path / "job.yaml", "fitted.yaml", tmp_path / "gen-{shard}.jsonl", subjects=4_000,
-                      ticks=720, seed=4, extra="workers: 2\n")
+    spec = write_spec(tmp_path / "job.yaml", "fitted.yaml", tmp_path / "gen-{part}.jsonl", subjects=4_000,
+                      ticks=720, seed=4, parts=4, extra="workers: 2\n")
     assert main(["run", str(spec), "--quiet", "--report", str(tmp_path / "report.json")]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     parts = sorted(tmp_path.glob("gen-*.jsonl"))
-    assert len(parts) == 2
+    assert [p.name for p in parts] == [f"gen-{k}.jsonl" for k in range(4)]
     assert sum(len(p.read_text().splitlines()) for p in parts) == report["total_events"] > 0
     code, _, err = cli(capsys, "compare", real, *parts, *FIELDS, "--json", tmp_path / "c.json")
     assert code == 0, err

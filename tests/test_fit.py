@@ -123,8 +123,6 @@ def test_fit_without_state_takes_the_last_event_as_state(tmp_path, capsys, banki
     assert seen == set(truth_by_state)  # every true transition was found from some state
 
 
-@pytest.mark.xfail(strict=True, reason="the engine does not apply transition profiles yet (the lead's "
-                   "'Engine:' commit on main adds them); generated logs are flat until then")
 def test_fit_daily_profile_recovers_the_hourly_rates(tmp_path):
     log = generate(tmp_path, model_text(BANKING, PROFILES), subjects=20_000, ticks=2880)
     result = fit_log(read_log([str(log)], LogFields("subject", "event", "timestamp", "to_state")),
@@ -144,8 +142,6 @@ def test_fit_daily_profile_recovers_the_hourly_rates(tmp_path):
                 (key, hour, fitted_rates[hour], true_rates[hour])
 
 
-@pytest.mark.xfail(strict=True, reason="the engine does not create arriving subjects yet (the lead's "
-                   "'Engine:' commit on main adds add_arrivals to the engine)")
 def test_fit_without_population_recovers_arrivals(tmp_path, capsys):
     truth = {("go_a", "start", "a"): 60.0, ("go_b", "start", "b"): 40.0, ("ab", "a", "b"): 5.0,
              ("ba", "b", "a"): 5.0}

@@ -82,6 +82,9 @@ def test_csv_and_print_sinks(model_dir, capsys):
     ("sink: {type: postgres, table: t}\n", r"field 'sink.url' \(line 6\): a postgres sink needs 'url'"),
     ("sink: {type: kafka}\n", "a kafka sink needs 'topic'"),
     ("sink: {type: jsonl, path: x.jsonl, compress: zip}\n", "compress must be gzip"),
+    ('sink: {type: jsonl, path: "x-{part}.jsonl"}\n',
+     r"field 'sink.parts' \(line 6\): a \{part\} path needs parts: P"),
+    ("sink: {type: csv, path: x.csv, parts: 4}\n", r"field 'sink.path' \(line 6\): parts: P needs \{part\}"),
 ])
 def test_bad_sinks_are_named_with_their_line(model_dir, capsys, sink, message):
     code, _, err = run(capsys, "run", spec(model_dir, sink), "-q")

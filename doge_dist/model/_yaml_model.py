@@ -415,7 +415,7 @@ def load_model(path: str | os.PathLike[str], subject_factory: SubjectFactory | N
 
     ``subject_factory``: default :class:`IndexSubjectFactory` (subjects are ``ModelSubject(id)``).
     ``sinks``: event sinks for every transition; each is a sink object, or a sink description as
-    in a job spec's ``sink:`` (``{"type": "jsonl", "path": "out/ev-{shard}.jsonl"}``), which gets
+    in a job spec's ``sink:`` (``{"type": "jsonl", "path": "out/ev-{part}.jsonl", "parts": 4}``), which gets
     the model's event records ``{timestamp, subject, event, from_state, to_state}``.
     ``timestamp_start``: default the fitted log's first timestamp (``fit.time_span.start_ms``), else 0.
     """

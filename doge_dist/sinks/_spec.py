@@ -1,6 +1,6 @@
 """Sinks from plain descriptions (a job spec's ``sink:``), so that no Python is needed to pick one.
 
-``{type: jsonl, path: out/ev-{shard}.jsonl}``, ``{type: csv, ...}``, ``{type: print}``,
+``{type: jsonl, path: "out/ev-{part}.jsonl", parts: 8}``, ``{type: csv, ...}``, ``{type: print}``,
 ``{type: kafka, topic: ..., bootstrap_servers: ...}``, ``{type: kafka-avro, ...}`` and
 ``{type: postgres|sql, url: ..., table: ...}``. Every event becomes the record given as
 ``record(timestamp, subject, transition) -> dict``. The classes here are module-level, so the
@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,8 @@ __all__ = ["SINK_TYPES", "SINK_KEYS", "SinkSpecError", "check_sink_keys", "build
 _COMMON = ("type",)
 SINK_KEYS: dict[str, tuple[str, ...]] = {
     "print": _COMMON,
-    "jsonl": _COMMON + ("path", "compress"),
-    "csv": _COMMON + ("path", "compress"),
+    "jsonl": _COMMON + ("path", "parts", "compress"),
+    "csv": _COMMON + ("path", "parts", "compress"),
     "kafka": _COMMON + ("topic", "bootstrap_servers", "client_id", "conf", "key_field"),
     "kafka-avro": _COMMON + ("topic", "bootstrap_servers", "schema_registry_url", "client_id", "conf",
                              "registry_conf", "key_field", "value_schema"),
@@ -56,7 +57,7 @@ class SinkSpecError(ModelError):
 def check_sink_keys(data: Any) -> dict[str, Any]:
     """The description as a dict with a known ``type`` and only that type's keys; SinkSpecError otherwise."""
     if not isinstance(data, Mapping):
-        raise SinkSpecError(f"must be a mapping such as {{type: jsonl, path: out/ev-{{shard}}.jsonl}}, "
+        raise SinkSpecError(f"must be a mapping such as {{type: jsonl, path: out/events.jsonl}}, "
                             f"got {data!r}")
     kind = data.get("type")
     if kind not in SINK_KEYS:
@@ -175,8 +176,17 @@ def _build(data: dict, record: Any, for_model: bool, base_dir: Path) -> EventSin
         compress = data.get("compress")
         if compress not in (None, "gzip"):
             raise SinkSpecError(f"compress must be gzip (or left out), got {compress!r}", "compress")
+        parts = data.get("parts")
+        if parts is not None and (isinstance(parts, bool) or not isinstance(parts, int) or parts < 1):
+            raise SinkSpecError(f"parts must be a positive integer, got {parts!r}", "parts")
+        has_part = re.search(r"\{part(:[^{}]*)?\}", path) is not None
+        if has_part and parts is None:
+            raise SinkSpecError("a {part} path needs parts: P, the number of part files (fixed whatever the "
+                                "number of workers; each worker writes whole parts)", "parts")
+        if parts is not None and not has_part:
+            raise SinkSpecError("parts: P needs {part} in the path, e.g. out/events-{part}.jsonl", "path")
         cls = JsonLinesSink if kind == "jsonl" else CsvSink
-        return cls(path, mapper=record, compress=compress)
+        return cls(path, mapper=record, compress=compress, parts=parts)
     if kind in ("kafka", "kafka-avro"):
         return _kafka(data, kind, record, for_model, base_dir)
     return _sql(data, kind, record, for_model)
