@@ -60,6 +60,19 @@ def test_jsonl_sink_in_a_spec_writes_event_records(model_dir, capsys):
     assert rows[0]["timestamp"] >= 1_704_067_200_000
 
 
+def test_part_files_of_a_model_with_a_profile(model_dir, capsys):
+    """Ticks where a profile thins every due subject away dispatch nothing (no part to select)."""
+    quiet_mornings = "[" + ", ".join(["0.1"] * 12 + ["2"] * 12) + "]"
+    (model_dir / "profiled.yaml").write_text(MODEL.replace("probability: 5}", "probability: 5, profile: "
+                                                           f"{{daily: {quiet_mornings}}}}}"))
+    job = spec(model_dir, 'sink: {type: jsonl, path: "out/p-{part}.jsonl", parts: 2}\n',
+               model="profiled.yaml")
+    code, _, err = run(capsys, "run", job, "-q", "--ticks", "1440", "--report", model_dir / "r.json")
+    assert code == 0, err
+    lines = sum(len((model_dir / f"out/p-{k}.jsonl").read_text().splitlines()) for k in (0, 1))
+    assert lines == report(model_dir / "r.json")["total_events"] > 0
+
+
 def test_csv_and_print_sinks(model_dir, capsys):
     job = spec(model_dir, "sink:\n  type: csv\n  path: out/ev.csv\n")
     assert run(capsys, "run", job, "-q")[0] == 0

@@ -581,6 +581,8 @@ class ShardEngine:
         """Dispatch events ``lo .. hi-1``, telling part-routed sinks the part before its events."""
         if not self._part_sinks:
             return self._dispatch_events(t, due, tids, h, lo, hi)
+        if hi <= lo:  # every due subject stayed (e.g. thinned by a profile): no part to select
+            return []
         parts = self.layout.parts_of(self.cols.gidx[due[lo:hi]])
         cuts = np.flatnonzero(np.diff(parts)) + 1
         starts = [0, *cuts.tolist()]
