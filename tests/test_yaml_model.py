@@ -181,3 +181,21 @@ def test_importing_doge_dist_and_load_model_stays_light():
             " 'confluent_kafka', 'fastavro') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_window_where_a_profile_thins_every_candidate_away_runs(tmp_path):
+    """Engine regression found by fitted models: windows with due subjects that all stay (thinned by a
+    near-zero profile) used to fail counting the window (IndexError on an empty array)."""
+    night = ", ".join(["0.001"] * 12 + ["1"] * 12)
+    path = write(tmp_path, f"""\
+        format: doge-dist/model-1
+        tick_ms: 60000
+        states: [a, b]
+        initial_state: a
+        transitions:
+          - {{trigger: go, from: a, to: b, probability: 10, profile: {{daily: [{night}]}}}}
+          - {{trigger: back, from: b, to: a, probability: 10}}
+        """)
+    result = load_model(path, subjects_num=1, ticks_num=1440, seed=1).start()
+    assert result.events_by_trigger["go"] > 0
+    assert result.events_by_trigger["go"] - result.events_by_trigger["back"] in (0, 1)

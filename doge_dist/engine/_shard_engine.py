@@ -568,6 +568,8 @@ class ShardEngine:
     def _dispatch_slice(self, t: int, due: np.ndarray, tids: np.ndarray, h: np.ndarray, lo: int,
                         hi: int) -> list[int]:
         """Dispatch events ``lo .. hi-1`` and count them (taken and vetoed) for the window."""
+        if hi <= lo:  # every due subject stayed (thinned by a profile): nothing to dispatch or count
+            return []
         self._tick_now = t
         refused = self._dispatch_parts(t, due, tids, h, lo, hi)
         self._chosen.append((t, tids[lo:hi]))
@@ -581,8 +583,6 @@ class ShardEngine:
         """Dispatch events ``lo .. hi-1``, telling part-routed sinks the part before its events."""
         if not self._part_sinks:
             return self._dispatch_events(t, due, tids, h, lo, hi)
-        if hi <= lo:  # every due subject stayed (e.g. thinned by a profile): no part to select
-            return []
         parts = self.layout.parts_of(self.cols.gidx[due[lo:hi]])
         cuts = np.flatnonzero(np.diff(parts)) + 1
         starts = [0, *cuts.tolist()]
