@@ -253,3 +253,48 @@ def test_generate_on_two_workers_and_compare(tmp_path, capsys, ray_session):
     assert data["event_share_tv"] < 0.04 and data["next_event_tv"] < 0.05
     assert data["generated"]["first"] == "2024-01-01T00:00:00.000Z"
     assert data["generated"]["subjects"] <= 4_000
+
+
+def test_clickstream_walkthrough_at_small_scale(tmp_path, capsys, monkeypatch):
+    """The README's walk-through on the committed example log: fit, inspect, graph, generate from the
+    example spec (10,000 users on one worker instead of 1,000,000 on two), compare."""
+    from conftest import REPO_ROOT
+
+    examples = tmp_path / "examples" / "clickstream"
+    examples.mkdir(parents=True)
+    for name in ("clickstream.jsonl.gz", "generate.yaml"):
+        shutil.copy(REPO_ROOT / "examples" / "clickstream" / name, examples / name)
+    monkeypatch.chdir(tmp_path)
+    log = "examples/clickstream/clickstream.jsonl.gz"
+    code, out, err = cli(capsys, "fit", log, "--subject", "user", "--event", "event", "--time", "ts",
+                         "--tick-ms", "1000", "--profile", "daily", "--population", "10000",
+                         "-o", "out/clickstream.yaml")
+    assert code == 0, err
+    assert "60,011 events of 3,780 subjects" in out and "with a daily profile" in out
+    assert cli(capsys, "inspect", "out/clickstream.yaml")[0] == 0
+    assert cli(capsys, "graph", "out/clickstream.yaml", "-o", "out/clickstream.dot")[0] == 0
+    code, out, err = cli(capsys, "run", "examples/clickstream/generate.yaml", "--subjects", "10000",
+                         "--workers", "1", "--quiet")
+    assert code == 0, err
+    parts = sorted(str(p) for p in (tmp_path / "out").glob("clickstream-*.jsonl"))
+    assert len(parts) == 4
+    code, out, err = cli(capsys, "compare", log, *parts, "--subject", "user", "--event", "event", "--time",
+                         "ts", "--gen-subject", "subject", "--gen-time", "timestamp",
+                         "--json", "out/compare.json", "--html", "out/compare.html")
+    assert code == 0, err
+    data = json.loads((tmp_path / "out/compare.json").read_text())
+    assert data["event_share_tv"] < 0.02 and data["next_event_tv"] < 0.03 and data["hourly_tv"] < 0.05
+    assert data["dwell_ks_mean"] < 0.2  # think times are log-normal in the log, geometric in the model
+
+
+def test_the_example_log_is_what_make_log_writes(tmp_path):
+    import gzip
+
+    from conftest import REPO_ROOT
+
+    from examples.clickstream.make_log import make_log
+
+    count = make_log(tmp_path / "again.jsonl.gz")
+    committed = gzip.open(REPO_ROOT / "examples/clickstream/clickstream.jsonl.gz", "rt").read()
+    assert gzip.open(tmp_path / "again.jsonl.gz", "rt").read() == committed
+    assert count == committed.count("\n") == 60_011
