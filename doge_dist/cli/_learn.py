@@ -24,17 +24,17 @@ _FIT_EPILOG = (
     "log's start. Each subject's events must be in time order. Exit status 2 for bad input.")
 
 
+_INSTALL = ("fit and compare need the learn extra (pyarrow, scipy, matplotlib): python3 -m pip install "
+            "'doge-dist[learn]' (in a source checkout: python3 -m pip install -e '.[learn]')")
+
+
 def _learn_imports() -> Any:
     try:
-        from .. import learn
-    except ImportError as exc:  # pragma: no cover - the learn extra is missing
-        raise UsageError(f"fit and compare need pyarrow, scipy and matplotlib: python3 -m pip install "
-                         f"'doge-dist[learn]' ({exc})") from exc
-    try:
         import pyarrow  # noqa: F401
+
+        from .. import learn
     except ImportError as exc:
-        raise UsageError("fit and compare need pyarrow, scipy and matplotlib: python3 -m pip install "
-                         "'doge-dist[learn]'") from exc
+        raise UsageError(f"{_INSTALL}; {exc}") from exc
     return learn
 
 
