@@ -405,3 +405,23 @@ def test_progress_is_shown_on_long_inputs():
     progress.last -= 20
     progress(2_000_000, "/data/log.jsonl")
     assert "fit: 2,000,000 events read" in stream.getvalue() and "log.jsonl" in stream.getvalue()
+
+
+@pytest.mark.parametrize("block", [7, 64, 1000])
+def test_blocks_cut_at_line_ends_give_every_record_once(tmp_path, monkeypatch, block):
+    from doge_dist.learn import _readers
+
+    records = [{"u": i % 7, "e": "x" * (i % 150), "t": 1000 * i} for i in range(300)]
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    plain = tmp_path / "log.jsonl"
+    plain.write_text(text.rstrip("\n") + "\n\n\n" + "\n")  # blank lines at the end
+    packed = tmp_path / "log.jsonl.gz"
+    with gzip.open(packed, "wt") as fh:
+        fh.write(text.rstrip("\n"))  # no final line end
+    monkeypatch.setattr(_readers, "BLOCK_BYTES", block)
+    for path in (plain, packed):
+        batches = list(read_log([str(path)], LogFields("u", "e", "t")))
+        assert [b.first_record for b in batches] == list(np.cumsum([0] + [len(b) for b in batches[:-1]]) + 1)
+        times = np.concatenate([b.time_ms for b in batches])
+        events = [e for b in batches for e in b.event.to_pylist()]
+        assert times.tolist() == [r["t"] for r in records] and events == [r["e"] for r in records]

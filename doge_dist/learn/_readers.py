@@ -201,27 +201,32 @@ def _read_jsonl(path: str, fields: LogFields) -> Iterator[LogBatch]:
             before += table.num_rows
 
 
-def _line_chunks(path: str) -> Iterator[bytes]:
-    """The file (gunzipped) in pieces of about BLOCK_BYTES that end at a line end: one piece in memory."""
+def _line_chunks(path: str) -> Iterator[memoryview]:
+    """The file (gunzipped) in pieces of about BLOCK_BYTES that end at a line end: one piece in memory.
+
+    Each piece is a view of a fresh buffer (read into directly, nothing concatenated), valid until the
+    next piece is asked for.
+    """
     with _open_binary(path) as fh:
         rest = b""
         while True:
+            buffer = bytearray(len(rest) + BLOCK_BYTES)
+            buffer[:len(rest)] = rest
             try:
-                data = fh.read(BLOCK_BYTES)
+                count = fh.readinto(memoryview(buffer)[len(rest):])
             except (OSError, EOFError) as exc:
                 raise LogError(f"{path}: cannot read: {exc}") from None
-            if not data:
+            end = len(rest) + count
+            if count == 0:
                 if rest.strip():
-                    yield rest
+                    yield memoryview(buffer)[:end]
                 return
-            if rest:
-                data = rest + data
-            cut = data.rfind(b"\n")
+            cut = buffer.rfind(b"\n", 0, end)
             if cut < 0:
-                rest = data
+                rest = bytes(buffer[:end])
                 continue
-            rest = data[cut + 1:]
-            yield data[:cut + 1]
+            rest = bytes(buffer[cut + 1:end])
+            yield memoryview(buffer)[:cut + 1]
 
 
 def _arrow_text(exc: BaseException) -> str:
