@@ -191,11 +191,14 @@ def cmd_fit(args: argparse.Namespace, masker: Masker) -> int:
     span = result.model.fit["time_span"] if result.model.fit else {}
     start_iso = _dt.datetime.fromtimestamp(result.start_ms / 1000, _dt.timezone.utc) \
         .strftime("%Y-%m-%dT%H:%M:%SZ")
-    subjects = result.population if result.population is not None else result.subjects
+    if result.population is not None:
+        subjects, note = result.population, ""
+    else:  # subjects arrive; those present at the start would all act in the first tick
+        subjects, note = 1, "  (the arrivals bring the others)"
     header = (f"doge-dist model fitted by `doge-dist fit` on {_dt.date.today().isoformat()}\n"
               f"from {', '.join(sources)}\n"
               f"generate the log's span again: doge-dist run {args.output} --subjects {subjects} "
-              f"--ticks {span.get('ticks', result.ticks)} --timestamp-start {start_iso}")
+              f"--ticks {span.get('ticks', result.ticks)} --timestamp-start {start_iso}{note}")
     try:
         _write(args.output, model_to_text(result.model, header))
     except OSError as exc:
