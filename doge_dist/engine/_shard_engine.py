@@ -29,7 +29,8 @@ from ._arrivals import ArrivalSchedule
 from ._keyed import GOLDEN, mix64, mix64_int, subject_keys
 from ._layout import ShardLayout
 
-__all__ = ["ShardEngine", "EngineSettings", "NEVER", "FACTORY_BLOCK", "CreationStopped"]
+__all__ = ["ShardEngine", "EngineSettings", "NEVER", "FACTORY_BLOCK", "CreationStopped", "PartState",
+           "ShardSnapshot"]
 
 NEVER = np.int64(2**62)
 FACTORY_BLOCK = 1024
@@ -56,6 +57,31 @@ class EngineSettings:
     drop_final: bool = False
     timeline_bucket: int = 1        # ticks per bucket of the per-trigger event timeline
     record_output_keys: bool = False  # remember (tick, subject) of events sent to driver-output sinks
+
+
+@dataclass
+class PartState:
+    """The subjects of one part at a window boundary (sorted by global index)."""
+
+    gidx: np.ndarray
+    state: np.ndarray
+    next_tick: np.ndarray
+    subjects: list[Any]
+
+
+@dataclass
+class ShardSnapshot:
+    """A shard's state at a window boundary: its parts plus what recovery of the shard needs."""
+
+    ticks_done: int
+    parts: dict[int, PartState]
+    events: np.ndarray
+    vetoed: np.ndarray
+    created: int
+    departed: int
+    factory: Any
+    arrivals: dict | None
+    rand_state: Any = None
 
 
 class _Columns:
@@ -278,6 +304,65 @@ class ShardEngine:
                 reseed(self._factory_key(block))
             for _ in range(lo, hi):
                 create()
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def snapshot(self) -> ShardSnapshot:
+        """This shard's state at a window boundary, by part: what a checkpoint stores.
+
+        Holds references, not copies: take it in a process that will not change them (a forked
+        child writes it while the parent goes on), or write it before the next window.
+        """
+        if self._steps is not None:
+            raise RuntimeError("a snapshot is taken between windows, not inside one")
+        n = self.cols.n
+        gidx, state, next_tick = self.gidx, self.state, self.next_tick
+        alive = np.fromiter((s is not None for s in self.subjects), dtype=bool, count=n) \
+            if self.settings.drop_final and self.dead else None
+        parts_of = self.layout.parts_of(gidx)
+        parts: dict[int, PartState] = {}
+        for part in self.layout.owned_parts:
+            mask = parts_of == part
+            if alive is not None:
+                mask &= alive
+            where = np.flatnonzero(mask)
+            subjects = self.subjects
+            parts[part] = PartState(gidx[where], state[where], next_tick[where],
+                                    [subjects[i] for i in where.tolist()])
+        return ShardSnapshot(
+            ticks_done=self.ticks_done, parts=parts, events=self.events, vetoed=self.vetoed,
+            created=self.created, departed=self.departed, factory=self.factory,
+            arrivals=self.arrivals.state() if self.arrivals is not None else None,
+            rand_state=_doge_rand._inst.getstate())
+
+    def restore(self, parts: list[PartState], *, ticks_done: int, factory: Any = None,
+                arrivals: dict | None = None, counters: ShardSnapshot | None = None) -> None:
+        """Take the subjects of ``parts`` (instead of creating them) and go on from ``ticks_done``;
+        ``counters`` restores this shard's counts too (recovery within a run, not a resumed run)."""
+        gidx = np.concatenate([p.gidx for p in parts]) if parts else np.empty(0, dtype=np.int64)
+        order = np.argsort(gidx, kind="stable")
+        gidx = gidx[order]
+        state = (np.concatenate([p.state for p in parts]) if parts else np.empty(0))[order]
+        next_tick = (np.concatenate([p.next_tick for p in parts]) if parts else np.empty(0))[order]
+        flat = [s for p in parts for s in p.subjects]
+        keys = gidx.astype(np.uint64)
+        keys *= np.uint64(GOLDEN)
+        keys ^= np.uint64(self.run_key)
+        self.cols = _Columns(mix64(keys), gidx, state.astype(self.model.to_state.dtype),
+                             next_tick.astype(np.int64))
+        self.subjects = [flat[i] for i in order.tolist()]
+        self.ticks_done = ticks_done
+        if factory is not None:
+            self.factory = factory
+        if arrivals is not None and self.arrivals is not None:
+            self.arrivals.restore(arrivals)
+        if counters is not None:
+            self.events = np.array(counters.events, dtype=np.int64)
+            self.vetoed = np.array(counters.vetoed, dtype=np.int64)
+            self.created, self.departed = counters.created, counters.departed
+        else:
+            self.created = len(self.subjects)
+        self.dead = 0
 
     # -- randomness --------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import functools
 import hashlib
 import logging
 import math
+import os
 import random as _py_random
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -262,6 +263,10 @@ class DataOnlineGenerator(Generic[Subject]):
         keep_workers: bool = False,
         worker_setup: Callable[[], None] | None = None,
         parts: int | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int | None = None,
+        resume_from: str | os.PathLike | None = None,
+        max_restarts: int = 0,
     ) -> RunResult:
         """Run the simulation and close every sink once; return counts and timings.
 
@@ -277,6 +282,13 @@ class DataOnlineGenerator(Generic[Subject]):
         ``doge_dist.release_workers()`` frees them. ``worker_setup``: a picklable callable run once in
         each worker process before its shard starts (the CLI installs its log masking there).
 
+        ``checkpoint_dir`` (a folder or an fsspec URL such as ``s3://bucket/run``) receives a checkpoint
+        every ``checkpoint_every`` ticks and at the end (also of a stopped run). ``resume_from`` (such a
+        folder, or one of its ``tick-...`` folders) continues that checkpoint's population for
+        ``ticks_num`` more ticks: the events are exactly those one longer run would have made.
+        ``max_restarts``: on Ray, a shard whose worker is lost is replaced and replayed from the last
+        checkpoint (or from the start) up to this many times per shard.
+
         Without a ``seed``, the engine's key is taken from Python's ``random`` module (one
         ``getrandbits(64)``), so ``random.seed(42)`` before ``start()`` repeats a run, as in doge-datagen.
         """
@@ -291,13 +303,27 @@ class DataOnlineGenerator(Generic[Subject]):
             raise ModelError("ticks_num=None (unbounded) needs realtime=True or a stop_event to end the run")
         if backend not in (None, "local", "ray"):
             raise ModelError(f"backend must be 'local' or 'ray', got {backend!r}")
+        if checkpoint_every is not None:
+            if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+                raise ModelError(f"checkpoint_every must be an integer >= 1 (ticks), got {checkpoint_every!r}")
+            if checkpoint_dir is None:
+                raise ModelError("checkpoint_every needs checkpoint_dir (where the checkpoints go)")
+        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
+            raise ModelError(f"max_restarts must be an integer >= 0, got {max_restarts!r}")
+        manifest = None
+        if resume_from is not None:
+            from ..run._checkpoint import load_manifest
+
+            manifest = load_manifest(os.fspath(resume_from))
         if backend == "local" and workers > 1:
             raise ModelError("backend='local' runs one shard; use workers=1 or backend='ray'")
         self._stop_requested.clear()
         stops = [self._stop_requested] + ([stop_event] if stop_event is not None else [])
         run_key = seed_key(self.seed) if self.seed is not None else _py_random.getrandbits(64)
         plan = RunPlan.build(self, workers=workers, window=window, pacing=pacing, keep_workers=keep_workers,
-                             worker_setup=worker_setup, parts=parts, run_key=run_key)
+                             worker_setup=worker_setup, parts=parts, run_key=run_key,
+                             checkpoint_dir=None if checkpoint_dir is None else os.fspath(checkpoint_dir),
+                             checkpoint_every=checkpoint_every, resume=manifest, max_restarts=max_restarts)
         controls = RunControls(progress=progress, stop_events=stops)
         use_ray = backend == "ray" or (backend is None and (workers > 1 or ray_address is not None))
         if not use_ray:

@@ -7,6 +7,7 @@ budget) may go, tells the backend to run it, and folds the shards' plain-data re
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import threading
 import time
@@ -16,12 +17,15 @@ from typing import Protocol
 from .._errors import RunInterrupted
 from ..engine._shard_engine import CreationStopped
 from . import _schedule
+from ._checkpoint import CheckpointLog, write_run_status
 from ._output import OUTPUT_WINDOW_LINES, OutputMerger
 from ._pacer import make_pacer
 from ._plan import RunControls, RunPlan, WindowReport
 from ._result import Progress, RunResult, ShardResult, Timeline, add_counts, merge_shards
 
 __all__ = ["Backend", "drive"]
+
+LOGGER = logging.getLogger("doge_dist")
 
 
 class Backend(Protocol):
@@ -30,8 +34,9 @@ class Backend(Protocol):
     timings: dict[str, float]
 
     def begin(self, should_stop) -> None: ...
-    def step(self, t0: int, t1: int, budget: int | None) -> list[WindowReport]: ...
+    def step(self, t0: int, t1: int, budget: int | None, checkpoint: bool) -> list[WindowReport]: ...
     def abandon(self) -> list[WindowReport]: ...
+    def checkpoint_now(self, tick: int) -> list[WindowReport]: ...
     def finish(self, ticks_done: int) -> list[ShardResult]: ...
 
 
@@ -81,11 +86,44 @@ class _Window:
                     timeline.departed[bucket] = timeline.departed.get(bucket, 0) + gone
 
 
+def _checkpoint_log(plan: RunPlan) -> CheckpointLog | None:
+    """The driver's record of checkpoints (None when the run writes none)."""
+    if not plan.checkpoint_url:
+        return None
+    layouts = plan.layouts
+    base = {"run_id": plan.run_id, "fingerprint": plan.fingerprint, "seed": plan.seed,
+            "run_key": str(plan.settings.run_key), "parts": plan.parts, "bounds": list(layouts[0].bounds),
+            "shards": [[layout.first_part, layout.stop_part] for layout in layouts],
+            "tick_ms": plan.settings.tick_ms, "timestamp_start": plan.settings.timestamp_start,
+            "first_tick": plan.start_tick}
+    log = CheckpointLog(plan.checkpoint_url, len(layouts), base)
+    write_run_status(log.store, {"run_id": plan.run_id, "status": "running", "first_tick": plan.start_tick})
+    return log
+
+
+def _finish_log(log: CheckpointLog, plan: RunPlan, status: str, ticks_done: int,
+                failure: BaseException | None) -> None:
+    """Say in RUN.json how the run ended and which checkpoint finishes it with ``--resume``."""
+    try:
+        write_run_status(log.store, {
+            "run_id": plan.run_id, "status": status, "first_tick": plan.start_tick, "ticks_reached": ticks_done,
+            "latest_checkpoint": log.latest, "error": None if failure is None else repr(failure)[:2000]})
+    except OSError as exc:  # pragma: no cover - the run's own outcome matters more
+        LOGGER.warning("could not write %s: %s", log.store.path("RUN.json"), exc)
+
+
 def drive(plan: RunPlan, backend: Backend, controls: RunControls) -> RunResult:
     """Run windows in lockstep until the ticks are done, a load shape ends or a stop is requested;
     close every shard's sinks at the end, also on failure (the error then carries ``.result``)."""
     started = time.perf_counter()
-    ticks_done = 0
+    ticks_done = plan.start_tick
+    end_tick = plan.end_tick
+    every = plan.checkpoint_every
+    log = _checkpoint_log(plan)
+    if log is not None and hasattr(backend, "latest_manifest"):
+        backend.latest_manifest = log.manifest  # a lost shard's replacement starts from it
+    ended = False
+    began = False
     stopped = False
     max_lag = 0.0
     window = plan.window
@@ -101,18 +139,22 @@ def drive(plan: RunPlan, backend: Backend, controls: RunControls) -> RunResult:
         try:
             try:
                 backend.begin(stop)
+                began = True
             except CreationStopped:
                 stopped = True
             simulate_started = time.perf_counter()
             pacer.begin()
-            while not stopped and (plan.ticks is None or ticks_done < plan.ticks):
+            while not stopped and (end_tick is None or ticks_done < end_tick):
                 if stop():
                     stopped = True
                     break
                 if pacer.finished():
                     break
                 window = pacer.window_ticks(window) if pacer.kind == "rate" else window
-                t0, t1 = _schedule.window_bounds(ticks_done, window, plan.ticks)
+                t0, t1 = _schedule.window_bounds(ticks_done, window, end_tick)
+                if every:  # checkpoints fall on multiples of checkpoint_every, whatever the windows
+                    t1 = min(t1, (t0 // every + 1) * every)
+                checkpoint = log is not None and bool(every) and t1 % every == 0
                 lag = pacer.wait_window(t0, stop)
                 if stop():
                     stopped = True
@@ -120,7 +162,6 @@ def drive(plan: RunPlan, backend: Backend, controls: RunControls) -> RunResult:
                 max_lag = max(max_lag, lag)
                 window_start = time.perf_counter()
                 compute = 0.0
-                ended = False
                 while True:
                     if pacer.finished() and not stop():  # the load shape is over: end mid-window
                         reports = backend.abandon()
@@ -131,7 +172,9 @@ def drive(plan: RunPlan, backend: Backend, controls: RunControls) -> RunResult:
                         ended = True
                         break
                     budget = None if stop() else pacer.budget()
-                    reports = backend.step(t0, t1, budget)
+                    reports = backend.step(t0, t1, budget, checkpoint)
+                    if log is not None:
+                        log.add(reports)
                     done = all(r.complete for r in reports)
                     pacer.record(sum(r.total_events for r in reports), window_done=done, ticks=t1 - t0)
                     folded.output.add([c for r in reports for c in r.output])
@@ -155,7 +198,7 @@ def drive(plan: RunPlan, backend: Backend, controls: RunControls) -> RunResult:
                 if controls.progress is not None:  # shards report cumulative counts
                     target, achieved = pacer.rates()
                     controls.progress(Progress(
-                        ticks_done, plan.ticks, sum(r.total_events for r in last_reports),
+                        ticks_done - plan.start_tick, plan.ticks, sum(r.total_events for r in last_reports),
                         add_counts([r.events_by_sink for r in last_reports]), time.perf_counter() - started,
                         lag, add_counts([r.failed_by_sink for r in last_reports]),
                         live=sum(r.created - r.departed for r in last_reports),
@@ -163,6 +206,12 @@ def drive(plan: RunPlan, backend: Backend, controls: RunControls) -> RunResult:
         except BaseException as exc:  # noqa: BLE001 - sinks are closed below, then it is re-raised
             failure = exc
         simulate_s = time.perf_counter() - (simulate_started or started)
+        if log is not None:
+            try:
+                if failure is None and began and not ended:  # the end-of-run (or stop) checkpoint
+                    log.add(backend.checkpoint_now(ticks_done))
+            except BaseException as exc:  # noqa: BLE001 - a checkpoint failure fails the run, sinks closed
+                failure = exc
         shard_results: list[ShardResult] = []
         close_started = time.perf_counter()
         try:
@@ -180,11 +229,18 @@ def drive(plan: RunPlan, backend: Backend, controls: RunControls) -> RunResult:
     timings.update(simulate_s=simulate_s, close_s=time.perf_counter() - close_started,
                    total_s=time.perf_counter() - started + timings.get("ray_start_s", 0.0))
     status = "failed" if failure is not None else ("stopped" if stopped or interrupted else "completed")
+    if log is not None:
+        _finish_log(log, plan, status, ticks_done, failure)
     result = merge_shards(
-        shard_results, subjects=plan.subjects, ticks=ticks_done,
+        shard_results, subjects=plan.subjects, ticks=ticks_done - plan.start_tick,
         elapsed_s=time.perf_counter() - started, workers=len(plan.layouts), window=window,
         seed=plan.seed, stopped=stopped or interrupted, max_lag_s=max_lag, status=status, timings=timings,
-        timeline=folded.timeline, rate=pacer.report(),
+        timeline=folded.timeline, rate=pacer.report(), first_tick=plan.start_tick, run_id=plan.run_id,
+        checkpoint=None if log is None else {"dir": plan.checkpoint_url, "latest_tick": log.latest,
+                                             "written": log.completed},
+        restarts=getattr(backend, "restarts_total", 0),
+        possible_duplicates=dict(getattr(backend, "possible_duplicates", {})),
+        notes=list(getattr(backend, "notes", [])),
     )
     if failure is not None:
         try:

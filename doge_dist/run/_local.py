@@ -27,8 +27,11 @@ class LocalBackend:
             worker.begin(should_stop)
         self.timings["create_s"] = time.perf_counter() - started
 
-    def step(self, t0: int, t1: int, budget: int | None) -> list[WindowReport]:
-        return [worker.step(t0, t1, budget) for worker in self.workers]
+    def step(self, t0: int, t1: int, budget: int | None, checkpoint: bool = False) -> list[WindowReport]:
+        return [worker.step(t0, t1, budget, checkpoint) for worker in self.workers]
+
+    def checkpoint_now(self, tick: int) -> list[WindowReport]:
+        return [worker.checkpoint_now(tick) for worker in self.workers]
 
     def abandon(self) -> list[WindowReport]:
         return [worker.abandon() for worker in self.workers]

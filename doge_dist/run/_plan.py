@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from ..engine._layout import ShardLayout
 from ..engine._shard_engine import EngineSettings
 from ..model._arrivals import ArrivalStream
 from ..model._vocabulary import sink_flag
+from ._checkpoint import Manifest
 from ._pacer import Pacing
 from ._result import Progress
 
@@ -57,6 +59,17 @@ class RunPlan:
     route_parts: bool = False
     keep_workers: bool = False
     worker_setup: Callable[[], None] | None = None
+    run_id: str = ""                      # one per run lineage: a resumed run keeps its checkpoint's
+    start_tick: int = 0                   # the first tick of this run (a resumed run goes on from there)
+    checkpoint_url: str | None = None     # where checkpoints go (local folder or fsspec URL)
+    checkpoint_every: int | None = None   # ticks between checkpoints (None: only at the end)
+    resume: Manifest | None = None        # the checkpoint this run continues
+    max_restarts: int = 0                 # replacements allowed per shard when its worker is lost
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def end_tick(self) -> int | None:
+        return None if self.ticks is None else self.start_tick + self.ticks
 
     @property
     def shards(self) -> list[tuple[int, int]]:
@@ -75,9 +88,20 @@ class RunPlan:
     @classmethod
     def build(cls, gen: DataOnlineGenerator, *, workers: int, window: int | None, pacing: Pacing,
               keep_workers: bool = False, worker_setup: Callable[[], None] | None = None,
-              parts: int | None = None, run_key: int) -> RunPlan:
+              parts: int | None = None, run_key: int, checkpoint_dir: str | None = None,
+              checkpoint_every: int | None = None, resume: Manifest | None = None,
+              max_restarts: int = 0) -> RunPlan:
         model = gen.compile()
+        fingerprint = gen.fingerprint_components()
         shard_count = workers if gen.arrivals else min(workers, max(1, gen.subjects_num))
+        if resume is not None:
+            check_resumable(resume, fingerprint)
+            if parts is not None and parts != resume.parts:
+                raise ModelError(f"parts={parts}, but the checkpoint at tick {resume.tick} has "
+                                 f"{resume.parts} parts: a resumed run keeps its checkpoint's parts")
+            parts = resume.parts
+            run_key = int(resume.data["run_key"])
+            shard_count = min(workers, resume.parts)
         part_count = _part_count(model.sinks, parts, shard_count)
         if shard_count > part_count:
             raise ModelError(f"{workers} workers but the output has {part_count} parts: each worker writes "
@@ -91,6 +115,9 @@ class RunPlan:
             if callable(prepare):
                 prepare()
         layouts = ShardLayout.plan(gen.subjects_num, part_count, shard_count)
+        if resume is not None and tuple(layouts[0].bounds) != resume.bounds:
+            raise ModelError("the checkpoint's population split does not match this run's (subjects_num or "
+                             "parts differ)")
         settings = EngineSettings(
             run_key=run_key, tick_ms=gen.tick_ms, timestamp_start=gen.timestamp_start,
             reseed_python_random=gen.reseed_python_random and gen.seed is not None,
@@ -106,7 +133,35 @@ class RunPlan:
             fixed_window=window is not None or pacing.mode == "clock", pacing=pacing,
             route_parts=any(sink_flag(s, "uses_parts") for s in model.sinks),
             keep_workers=keep_workers, worker_setup=worker_setup,
+            run_id=str(resume.data["run_id"]) if resume is not None else uuid.uuid4().hex[:16],
+            start_tick=resume.tick if resume is not None else 0,
+            checkpoint_url=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
+            max_restarts=max_restarts, fingerprint=fingerprint,
         )
+
+
+#: fingerprint components a resumed run may change: its length and where its events go
+_RESUME_MAY_CHANGE = ("ticks_num", "sinks")
+
+
+def check_resumable(manifest: Manifest, fingerprint: dict[str, Any]) -> None:
+    """ModelError naming what differs between the model and the checkpoint it should continue."""
+    saved = manifest.data.get("fingerprint", {})
+    changed = []
+    for key in sorted(set(saved) | set(fingerprint)):
+        if key in _RESUME_MAY_CHANGE or saved.get(key) == fingerprint.get(key):
+            continue
+        if key == "transitions":
+            old, new = saved.get(key, {}), fingerprint.get(key, {})
+            names = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            changed.append(f"transitions {names}")
+        elif key in ("seed", "subjects_num", "tick_ms", "timestamp_start", "drop_final"):
+            changed.append(f"{key} (checkpoint {saved.get(key)!r}, now {fingerprint.get(key)!r})")
+        else:
+            changed.append(key)
+    if changed:
+        raise ModelError(f"cannot resume from the checkpoint at tick {manifest.tick} ({manifest.url}): the "
+                         f"model differs in {'; '.join(changed)}")
 
 
 def _part_count(sinks: list[Any], parts: int | None, shards: int) -> int:
@@ -114,8 +169,9 @@ def _part_count(sinks: list[Any], parts: int | None, shards: int) -> int:
     per shard. Sinks that disagree are a ModelError naming them."""
     declared = {}
     for sink in sinks:
-        if sink_flag(sink, "uses_parts"):
-            declared[getattr(sink, "name", type(sink).__name__)] = int(sink.parts)
+        count = getattr(sink, "parts", None)  # a part-routed sink may leave the count to the run
+        if sink_flag(sink, "uses_parts") and isinstance(count, int) and not isinstance(count, bool):
+            declared[getattr(sink, "name", type(sink).__name__)] = count
     if parts is not None:
         if isinstance(parts, bool) or not isinstance(parts, int) or parts < 1:
             raise ModelError(f"parts must be an integer >= 1, got {parts!r}")
@@ -163,3 +219,5 @@ class WindowReport:
     created: int = 0
     departed: int = 0
     ticks_done: int = 0
+    snapshots: list[dict[str, Any]] = field(default_factory=list)   # checkpoint parts written since last
+    checkpoint: dict[str, Any] | None = None  # sink positions etc. captured at this window's checkpoint

@@ -20,6 +20,7 @@ from .. import rand as _doge_rand
 from .._errors import SimulationError
 from ..engine._layout import ShardLayout
 from ..engine._shard_engine import CreationStopped
+from ._checkpoint import Manifest
 from ._closing import earliest_error, raise_collected
 from ._driver import drive
 from ._plan import RunControls, RunPlan, WindowReport
@@ -68,8 +69,14 @@ def _actor_class():
         def begin(self) -> float:
             return self.worker.begin()
 
-        def step(self, t0: int, t1: int, budget: int | None) -> WindowReport:
-            return self.worker.step(t0, t1, budget)
+        def step(self, t0: int, t1: int, budget: int | None, checkpoint: bool) -> WindowReport:
+            return self.worker.step(t0, t1, budget, checkpoint)
+
+        def recover(self, manifest: Manifest | None, replay_to: int) -> WindowReport:
+            return self.worker.recover(manifest, replay_to)
+
+        def checkpoint_now(self, tick: int) -> WindowReport:
+            return self.worker.checkpoint_now(tick)
 
         def abandon(self) -> WindowReport:
             return self.worker.abandon()
@@ -205,6 +212,12 @@ class RayBackend:
         self.timings["actor_start_s"] = time.perf_counter() - started
         self.alive = [True] * count
         self.failed = False
+        self.plan_ref: Any = None
+        self.restarts = [0] * count
+        self.restarts_total = 0
+        self.possible_duplicates: dict[str, int] = {}
+        self.notes: list[str] = []
+        self.latest_manifest: Callable[[], Manifest | None] = lambda: None
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -217,11 +230,20 @@ class RayBackend:
         """Wait for one call per shard; on a failure wait for the rest, then raise the earliest error
         (by tick and subject). ``abort`` is asked between polls: True kills the actors and raises
         CreationStopped (used while subjects are being created, when no sink has an event yet)."""
+        outcomes = self._outcomes(refs, what, timeout, abort)
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures:
+            self.failed = True
+            raise earliest_error(failures)
+        return outcomes
+
+    def _outcomes(self, refs: list[Any], what: str, timeout: float | None,
+                  abort: Callable[[], bool] | None = None) -> list[Any]:
+        """Like ``_gather``, with each shard's error in place of its result."""
         ray = self.ray
         index = {ref: shard for shard, ref in enumerate(refs)}
         results: list[Any] = [None] * len(refs)
         pending = list(refs)
-        failures: list[BaseException] = []
         deadline = None if timeout is None else time.monotonic() + timeout
         while pending:
             if deadline is not None and time.monotonic() > deadline:
@@ -242,10 +264,7 @@ class RayBackend:
                 try:
                     results[shard] = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - translated below
-                    self.failed = True
-                    failures.append(self._translate(shard, what, exc))
-        if failures:
-            raise earliest_error(failures)
+                    results[shard] = self._translate(shard, what, exc)
         return results
 
     def _translate(self, shard: int, what: str, exc: BaseException) -> BaseException:
@@ -280,7 +299,7 @@ class RayBackend:
         ray, plan = self.ray, self.plan
         _register_generator_reducers()
         started = time.perf_counter()
-        plan_ref = ray.put(plan)
+        plan_ref = self.plan_ref = ray.put(plan)
         setups = [actor.setup.remote(plan_ref, layout) for actor, layout in zip(self.actors, plan.layouts)]
         self._gather(setups, "actor start-up", ACTOR_START_TIMEOUT_S)
         self.timings["actor_start_s"] = self.timings.get("actor_start_s", 0.0) + time.perf_counter() - started
@@ -288,9 +307,68 @@ class RayBackend:
         self._gather([a.begin.remote() for a in self.actors], "subject creation", None, abort=should_stop)
         self.timings["create_s"] = time.perf_counter() - started
 
-    def step(self, t0: int, t1: int, budget: int | None) -> list[WindowReport]:
-        return self._gather([a.step.remote(t0, t1, budget) for a in self.actors],
-                            f"window {t0}..{t1 - 1}", None)
+    def step(self, t0: int, t1: int, budget: int | None, checkpoint: bool = False) -> list[WindowReport]:
+        what = f"window {t0}..{t1 - 1}"
+        outcomes = self._outcomes([a.step.remote(t0, t1, budget, checkpoint) for a in self.actors], what, None)
+        failures = []
+        for shard, outcome in enumerate(outcomes):
+            if not isinstance(outcome, BaseException):
+                continue
+            lost = isinstance(outcome, ShardActorError) and not self.alive[shard]
+            if lost and self.restarts[shard] < self.plan.max_restarts:
+                outcomes[shard] = self._recover(shard, t0, t1, budget, checkpoint, outcome)
+            else:
+                failures.append(outcome)
+        if failures:
+            self.failed = True
+            raise earliest_error(failures)
+        return outcomes
+
+    def _recover(self, shard: int, t0: int, t1: int, budget: int | None, checkpoint: bool,
+                 error: BaseException) -> WindowReport:
+        """Replace a lost shard: a new actor restores it from the newest complete checkpoint (or from
+        the start), replays to ``t0`` and runs this window; returns that window's report."""
+        plan = self.plan
+        self.restarts[shard] += 1
+        self.restarts_total += 1
+        manifest = self.latest_manifest()
+        since = manifest.tick if manifest is not None else plan.start_tick
+        LOGGER.warning("%s was lost during window %d..%d (%s); restart %d of %d: replaying it from tick %d "
+                       "(%s)", self._describe(shard), t0, t1 - 1, str(error).splitlines()[0],
+                       self.restarts[shard], plan.max_restarts, since,
+                       "its last checkpoint" if manifest is not None else "the start of the run")
+        actor = _actor_class().options(num_cpus=self.cpus).remote()
+        self.actors[shard] = actor
+        self._gather_one(actor.setup.remote(self.plan_ref, plan.layouts[shard]), shard,
+                         "replacement start-up", ACTOR_START_TIMEOUT_S)
+        self.alive[shard] = True
+        self._gather_one(actor.recover.remote(manifest, t0), shard, f"replay of ticks {since}..{t0 - 1}", None)
+        report = self._gather_one(actor.step.remote(t0, t1, budget, checkpoint), shard,
+                                  f"window {t0}..{t1 - 1} after a restart", None)
+        before = {}
+        if manifest is not None:
+            before = manifest.data.get("events_by_sink_by_shard", {}).get(str(shard), {})
+        for sink, name in zip(plan.model.sinks, plan.model.sink_names):
+            if callable(getattr(sink, "resume", None)):
+                continue  # it puts itself back to its checkpoint: nothing is sent twice
+            resent = report.events_by_sink.get(name, 0) - before.get(name, 0)
+            if resent > 0:
+                self.possible_duplicates[name] = self.possible_duplicates.get(name, 0) + resent
+        self.notes.append(f"{self._describe(shard)} was lost in window {t0}..{t1 - 1} and replayed from tick "
+                          f"{since} (restart {self.restarts[shard]} of {plan.max_restarts})")
+        return report
+
+    def _gather_one(self, ref: Any, shard: int, what: str, timeout: float | None) -> Any:
+        outcome = self._outcomes([ref], what, timeout)[0]
+        if isinstance(outcome, BaseException):
+            self.failed = True
+            if isinstance(outcome, SimulationError):
+                outcome.shard = shard
+            raise outcome
+        return outcome
+
+    def checkpoint_now(self, tick: int) -> list[WindowReport]:
+        return self._gather([a.checkpoint_now.remote(tick) for a in self.actors], "the final checkpoint", None)
 
     def abandon(self) -> list[WindowReport]:
         return self._gather([a.abandon.remote() for a in self.actors], "ending the window", None)

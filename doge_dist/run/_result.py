@@ -108,6 +108,10 @@ class RunResult:
     rate: RateReport | None = None
     restarts: int = 0                  # shards recovered after their worker was lost
     notes: list[str] = field(default_factory=list)
+    first_tick: int = 0                # a resumed run goes on from its checkpoint's tick
+    run_id: str = ""
+    checkpoint: dict[str, Any] | None = None       # folder, latest tick, what was written
+    possible_duplicates: dict[str, int] = field(default_factory=dict)  # by sink, after recoveries
 
     @property
     def live(self) -> int:

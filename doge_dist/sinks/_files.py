@@ -16,6 +16,7 @@ import datetime as _dt
 import decimal
 import enum
 import gzip
+import io
 import json
 import keyword
 import operator
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .._context import current_shard
-from .._errors import ModelError
+from .._errors import ModelError, SinkError
 from ..model._vocabulary import EventSink, Transition
 from ._pickling import PicklesAsDescription
 
@@ -294,8 +295,9 @@ class _FileSink(PicklesAsDescription, EventSink):
         try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             if self.compress == "gzip":
-                fh = gzip.open(path, mode + "t", compresslevel=self.compresslevel, encoding=self.encoding,
-                               newline=self._newline)
+                # mtime=0: the same events give the same bytes (the header holds no clock time)
+                raw = gzip.GzipFile(path, mode + "b", compresslevel=self.compresslevel, mtime=0)
+                fh = io.TextIOWrapper(raw, encoding=self.encoding, newline=self._newline)
             else:
                 fh = open(path, mode, encoding=self.encoding, newline=self._newline, buffering=_FLUSH_EVERY)
         except BaseException:
@@ -319,8 +321,10 @@ class _FileSink(PicklesAsDescription, EventSink):
             self._close_current()
             return
         shard = current_shard()
-        parts = sorted({*self._other_parts, *range(shard.first_part, shard.stop_part)}
-                       | ({self._part} if self._part is not None else set()))
+        opened = {p for p, state in self._other_parts.items() if state.get("_opened_path") is not None}
+        if self._part is not None and self._opened_path is not None:
+            opened.add(self._part)
+        parts = sorted(opened | set(range(shard.first_part, shard.stop_part)))
         errors = []
         for part in parts:
             try:
@@ -346,6 +350,62 @@ class _FileSink(PicklesAsDescription, EventSink):
 
     def stats(self) -> dict[str, int]:
         return {"delivered": self._delivered}
+
+    # -- checkpoints: exactly-once files -------------------------------------------------------
+
+    def _position_keys(self) -> list[tuple[str, int | None]]:
+        """(position key, part) of every file this sink writes in this process."""
+        shard = current_shard()
+        if self.parts is None:
+            return [(f"shard:{shard.index}", None)]
+        return [(f"part:{p}", p) for p in range(shard.first_part, shard.stop_part)]
+
+    def checkpoint_positions(self) -> dict[str, dict[str, Any]]:
+        """Flush every file of this process to disk and say how long each is (at a checkpoint). A gzip
+        file ends its member here, so that cutting it back to this length leaves a valid file."""
+        out: dict[str, dict[str, Any]] = {}
+        for key, part in self._position_keys():
+            if part is not None:
+                self.select_part(part)
+            path = self.resolved_path()
+            if self._fh is not None:
+                if self.compress == "gzip":
+                    self._close_current()  # the next event opens a new member (appending)
+                else:
+                    self._fh.flush()
+                    os.fsync(self._fh.fileno())
+            size = os.path.getsize(path) if self._opened_path is not None and os.path.exists(path) else 0
+            out[key] = {"path": path, "offset": size, **self._file_position_extra()}
+        return out
+
+    def _file_position_extra(self) -> dict[str, Any]:
+        """What else a subclass needs to go on writing a file (CSV: its columns)."""
+        return {}
+
+    def resume(self, positions: dict[str, dict[str, Any]]) -> None:
+        """Go on from a checkpoint: each file recorded at this sink's path is cut back to its recorded
+        length and appended to; a file with no record (or another path) starts afresh."""
+        (getattr(self, "begin_run", None) or self._reset)()  # this run's counts start at zero
+        for key, part in self._position_keys():
+            if part is not None:
+                self.select_part(part)
+            record = positions.get(key)
+            path = self.resolved_path()
+            if not record or record.get("path") != path:
+                continue
+            offset = int(record["offset"])
+            size = os.path.getsize(path) if os.path.exists(path) else -1
+            if size < offset:
+                raise SinkError(f"{self.name}: cannot resume {path}: the checkpoint recorded {offset} bytes but "
+                                f"the file has {max(size, 0)}; it was changed or lost since", sink=self.name)
+            with open(path, "r+b") as fh:
+                fh.truncate(offset)
+            self._fh = None
+            self._opened_path = path  # the next event appends
+            self._resume_file_state(record)
+
+    def _resume_file_state(self, record: dict[str, Any]) -> None:
+        """Restore a subclass's per-file state from its recorded position (CSV: columns, header)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path!r})"
@@ -426,6 +486,16 @@ class CsvSink(_FileSink):
 
     def _fresh_file_state(self) -> dict[str, Any]:
         return {"_fields": None, "_keys": frozenset(), "_header_written": False}
+
+    def _file_position_extra(self) -> dict[str, Any]:
+        return {"fields": list(self._fields) if self._fields is not None else None,
+                "header": bool(self._header_written)}
+
+    def _resume_file_state(self, record: dict[str, Any]) -> None:
+        fields = record.get("fields")
+        self._fields = tuple(fields) if fields else None
+        self._keys = frozenset(fields or ())
+        self._header_written = bool(record.get("header"))
 
     def _on_open(self, fh: IO[str], appending: bool) -> None:
         self._writer = csv.writer(fh, dialect=self.dialect)
