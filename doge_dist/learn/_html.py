@@ -68,9 +68,11 @@ def _next_chart(c: Comparison) -> str:
     names = [n for n in c.by_event if "next_event_tv" in c.by_event[n]][:MAX_BARS]
     fig = _figure(11, 3.6)
     ax = fig.add_subplot()
-    ax.bar(np.arange(len(names)), [c.by_event[n]["next_event_tv"] for n in names], color="#2ca02c")
+    values = [c.by_event[n]["next_event_tv"] for n in names]
+    bars = ax.bar(np.arange(len(names)), values, color="#2ca02c")
+    ax.bar_label(bars, labels=[f"{v:.3f}" for v in values], fontsize=7)
     ax.set_xticks(np.arange(len(names)), names, rotation=40, ha="right", fontsize=8)
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, min(1.0, max([0.02, *values]) * 1.2))
     ax.set_ylabel("TV distance of the next event")
     ax.set_title(f"What follows each event (weighted mean {c.next_event_tv:.4f})")
     return _svg(fig)
