@@ -199,3 +199,18 @@ def test_a_window_where_a_profile_thins_every_candidate_away_runs(tmp_path):
     result = load_model(path, subjects_num=1, ticks_num=1440, seed=1).start()
     assert result.events_by_trigger["go"] > 0
     assert result.events_by_trigger["go"] - result.events_by_trigger["back"] in (0, 1)
+
+
+def test_the_documented_model_example_parses(tmp_path):
+    from conftest import REPO_ROOT
+
+    text = (REPO_ROOT / "docs" / "learn.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:]]
+    model = next(b for b in blocks if b.startswith("format: doge-dist/model-1"))
+    gen = load_model(write(tmp_path, model), subjects_num=10, ticks_num=10)
+    assert [t.trigger for t in gen.transitions] == ["login", "logout"]
+    assert gen.arrivals[0].rate_per_tick == 5.0
+    from doge_dist.cli._spec import parse_spec_text
+
+    spec = parse_spec_text(next(b for b in blocks if b.startswith("model: fitted.yaml")))
+    assert spec.model == "fitted.yaml" and spec.settings["sink"]["parts"] == 8
