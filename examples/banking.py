@@ -133,10 +133,11 @@ def _read(path: str) -> str:
 def make_sink(kind: str | EventSink | None, *, path: str | None = None, bootstrap_servers: str | None = None,
               schema_registry_url: str | None = None, db_url: str | None = None,
               topic: str = "doge_events", table: str = "events", connect_timeout: float = 10) -> EventSink:
-    """Build one of the example's sinks by name.
+    """Build one of the example's sinks by name (no I/O: building a model never connects).
 
-    ``"postgres"`` creates ``table`` if needed; a database that does not answer within
-    ``connect_timeout`` seconds is a ``ConnectionError`` naming the URL (password masked).
+    ``"postgres"`` writes to ``table``, which the run creates if missing before any subject exists;
+    a database that does not answer within ``connect_timeout`` seconds then fails the run with a
+    ``ConnectionError`` naming the URL (password masked).
     """
     if kind is None or kind == "print":
         return PrintingSink(format_event)
@@ -161,24 +162,12 @@ def make_sink(kind: str | EventSink | None, *, path: str | None = None, bootstra
         return factory.create(topic, avro_key_function, _read(os.path.join(_AVRO_DIR, "Key.avsc")),
                               avro_value_function, _read(os.path.join(_AVRO_DIR, "Event.avsc")))
     if kind == "postgres":
-        import sqlalchemy as sa
-
         from doge_dist import DbSinkFactory
 
         factory = DbSinkFactory(db_url or "postgresql+psycopg://postgres@127.0.0.1:5432/test",
                                 connect_timeout=connect_timeout)
-        # the factory's URL names an installed driver (postgresql:// -> postgresql+psycopg://) and its
-        # connect_args bound the waits (connect_timeout, statement timeout)
-        engine = sa.create_engine(factory.db_url, connect_args=factory.connect_args())
-        try:
-            with engine.begin() as conn:
-                conn.execute(sa.text(EVENTS_TABLE_DDL.format(table=table)))
-        except sa.exc.DBAPIError as exc:
-            raise ConnectionError(f"make_sink('postgres'): cannot create table {table} in the database at "
-                                  f"{factory.masked_url}: {factory.connection_error(exc)}") from exc
-        finally:
-            engine.dispose()
-        return factory.create(table, row_mapper)
+        # no I/O here: the run creates the table if missing, before any subject exists
+        return factory.create(table, row_mapper, create_table=EVENTS_TABLE_DDL.format(table=table))
     raise ValueError(f"unknown sink {kind!r}; use print, count, jsonl, kafka, kafka-avro or postgres")
 
 

@@ -26,6 +26,9 @@ REPO = Path(__file__).resolve().parent.parent
 JOBS = REPO / "examples" / "jobs"
 
 MODELS = '''
+import logging
+import sys
+
 from doge_dist import CountingSink, DataOnlineGenerator, JsonLinesSink, ModelError, SubjectFactory
 
 
@@ -95,6 +98,32 @@ def opaque(db_pass, mysql_pwd, auth, label, subjects=20, fail=False):
     if fail:
         raise ModelError(f"cannot log in with {db_pass} / {mysql_pwd} / {auth}")
     return build(name=f"count:{label}", subjects=subjects)
+
+
+class ChattyFactory(SubjectFactory):
+    def __init__(self, topic):
+        self.topic = topic
+
+    def create(self, index):
+        if index == 0:  # every shard replays the first block of 1,024: each worker logs this once
+            logging.getLogger("models.chatty").warning("sending to topic %s", self.topic)
+        return Account(index)
+
+
+def chatty(topic, subjects=20):
+    gen = DataOnlineGenerator(["idle", "active"], "idle", ChattyFactory(topic), subjects, 1000, 5, seed=1)
+    sink = CountingSink()
+    gen.add_transition("wake", "idle", "active", 30, event_sinks=[sink])
+    gen.add_transition("sleep", "active", "idle", 30, event_sinks=[sink])
+    return gen
+
+
+def exits(code=3):
+    sys.exit(code)
+
+
+def explodes():
+    raise KeyError("no such table: accounts")
 
 
 class OneShardSink(CountingSink):
@@ -180,13 +209,16 @@ def test_run_spec_prints_summary_and_writes_report(tmp_path):
               cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     report = report_of(tmp_path / "out" / "r.json")
-    printed = [line for line in proc.stdout.splitlines() if "made a transition" in line]
-    assert len(printed) == report["total_events"] > 0
-    assert "doge-dist: run completed: 10 subjects x 300 ticks" in proc.stdout
+    printed = proc.stdout.splitlines()
+    assert len(printed) == report["total_events"] > 0  # stdout carries the events and nothing else
+    assert all(re.match(r"^\[\d+\] User id: \d+, .* made a transition \w+ from \w+ to \w+$", line)
+               for line in printed)
+    assert "doge-dist: run completed: 10 subjects x 300 ticks" in proc.stderr  # the summary: stderr
     for trigger, count in report["events_by_trigger"].items():
         vetoed = report["vetoed_by_trigger"][trigger]
-        assert re.search(rf"^\s+{trigger}\s+{count:,}\s+{vetoed:,}$", proc.stdout, re.MULTILINE), trigger
-    assert proc.stderr == ""  # no progress: stderr is not a terminal
+        assert re.search(rf"^\s+{trigger}\s+{count:,}\s+{vetoed:,}$", proc.stderr, re.MULTILINE), trigger
+    quiet = dd("run", JOBS / "banking-print.yaml", "--ticks", "300", "--quiet", cwd=tmp_path)
+    assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == proc.stdout
 
     # the model loaded as the spec names it (fingerprints name callables by their module)
     gen = build_model(load_target("../banking.py:build_generator", JOBS), {"sink": "print"})
@@ -215,7 +247,7 @@ def test_flags_override_spec_and_runs_are_reproducible(tmp_path, models):
             "--timestamp-start", "2024-01-01T00:00:00Z", "--report", tmp_path / "r.json", "--quiet"]
     first = dd(*args)
     assert first.returncode == 0, first.stderr
-    assert first.stdout == ""  # --quiet
+    assert first.stdout == first.stderr == ""  # --quiet, no print sink
     report = report_of(tmp_path / "r.json")
     assert report["generator"]["subjects_num"] == 40 and report["generator"]["ticks_num"] == 60
     assert report["seed"] == 99 and report["spec"]["tick_ms"] == 500
@@ -261,7 +293,7 @@ def test_secrets_never_shown(tmp_path, models):
     report_text = (tmp_path / "r.json").read_text()
     for text in (ok.stdout, ok.stderr, report_text):
         assert "pw-Zebra-42" not in text and "tok-Quokka-77" not in text
-    assert "db:postgresql://app:***@db.internal:5432/events" in ok.stdout  # the sink's name, masked
+    assert "db:postgresql://app:***@db.internal:5432/events" in ok.stderr  # the sink's name, masked
     assert "db:postgresql://app:***@db.internal" in ok.stderr  # progress
     report = json.loads(report_text)
     assert report["spec"]["params"] == {"db_url": "postgresql://app:***@db.internal:5432/events",
@@ -276,7 +308,7 @@ OPAQUE_ENV = {"DB_PASS": "Zebra-pw-1", "MYSQL_PWD": "Quokka-pw-2", "REGISTRY_AUT
               "SINK_LABEL": "Walrus-lbl-3"}
 
 
-def test_every_interpolated_value_is_masked(tmp_path, models):
+def test_secrets_are_masked_and_everything_else_is_shown(tmp_path, models):
     spec = write_spec(tmp_path, """
         model: models.py:opaque
         params:
@@ -290,29 +322,68 @@ def test_every_interpolated_value_is_masked(tmp_path, models):
     ok = dd("run", spec, "--progress", "--report", tmp_path / "r.json", env=OPAQUE_ENV)
     assert ok.returncode == 0, ok.stderr
     report_text = (tmp_path / "r.json").read_text()
+    secrets = [OPAQUE_ENV[name] for name in ("DB_PASS", "MYSQL_PWD", "REGISTRY_AUTH")]
     for text in (ok.stdout, ok.stderr, report_text):
-        for value in OPAQUE_ENV.values():
+        for value in secrets:
             assert value not in text
     report = json.loads(report_text)
-    assert report["spec"]["params"] == {"db_pass": "***", "mysql_pwd": "***", "auth": "***", "label": "***",
-                                        "subjects": 30}
-    assert report["masked"] == ["params.db_pass", "params.mysql_pwd", "params.auth", "params.label"]
-    assert "${VAR}" in report["masking"]
+    assert report["spec"]["params"] == {"db_pass": "***", "mysql_pwd": "***", "auth": "***",
+                                        "label": "Walrus-lbl-3", "subjects": 30}
+    assert report["masked"] == ["params.db_pass", "params.mysql_pwd", "params.auth"]
+    assert report["masked_variables"] == ["DB_PASS", "MYSQL_PWD", "REGISTRY_AUTH"]
+    assert "PASS, PWD, SECRET, TOKEN, KEY, CREDENTIAL or AUTH" in report["masking"]
     assert report["result"]["subjects"] == 30  # a lone ${...} in params is typed
-    assert report["events_by_sink"] == {"count:***": report["total_events"]}  # the sink's name, masked
-    assert "doge-dist: run completed: 30 subjects x 20 ticks" in ok.stdout
-    assert "count:***" in ok.stdout and "count:***" in ok.stderr  # summary and progress
-    # a value that is also a word of the output masks the name, not the table around it
-    worded = dd("run", spec, "--progress", env={**OPAQUE_ENV, "SINK_LABEL": "events"})
-    assert worded.returncode == 0, worded.stderr
-    assert re.search(r"^\s+trigger\s+events\s+vetoed$", worded.stdout, re.MULTILINE), worded.stdout
-    assert re.search(r"^\s+count:\*\*\*\s+[\d,]+\s+[\d,]+$", worded.stdout, re.MULTILINE), worded.stdout
-    assert " events/s" in worded.stdout and " events/s" in worded.stderr and "count:***: " in worded.stderr
+    assert report["events_by_sink"] == {"count:Walrus-lbl-3": report["total_events"]}  # not a secret: shown
+    assert "count:Walrus-lbl-3" in ok.stderr  # summary and progress
     failed = dd("run", spec, "--param", "fail=true", env=OPAQUE_ENV)
     assert_bad_input(failed, "cannot log in with *** / *** / ***")
+    # a variable listed under secrets: is masked whatever its name
+    declared = write_spec(tmp_path, spec.read_text() + "secrets: [SINK_LABEL]\n", name="declared.yaml")
+    hidden = dd("run", declared, "--progress", "--report", tmp_path / "d.json", env=OPAQUE_ENV)
+    assert hidden.returncode == 0, hidden.stderr
+    assert "Walrus-lbl-3" not in hidden.stderr + (tmp_path / "d.json").read_text()
+    assert "count:***" in hidden.stderr and report_of(tmp_path / "d.json")["masked_variables"] == [
+        "DB_PASS", "MYSQL_PWD", "REGISTRY_AUTH", "SINK_LABEL"]
     usage = dd("run", "--help")
-    assert "Secrets: every value substituted from ${VAR}" in usage.stdout
+    assert "Secrets: masked as ***" in usage.stdout
     assert "128+N a bounded run stopped by signal N" in usage.stdout
+
+
+def test_defaults_hosts_and_ports_are_shown_in_messages(tmp_path, models):
+    """An unset ${DOGE_OUT:-out} and a database's host and port are no secrets: they stay readable."""
+    spec = write_spec(tmp_path, """
+        model: models.py:build
+        params:
+          sink: jsonl
+          path: ${DOGE_TEST_OUT_DIR:-outdir}/events-{shard}.jsonl
+          name: ${DOGE_TEST_HOST:-db.example}:${DOGE_TEST_PORT:-6543}
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOGE_TEST_")}
+    cmd = [sys.executable, "-m", "doge_dist", "run", str(spec), "--report", str(tmp_path / "r.json")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "jsonl:outdir/events-{shard}.jsonl" in proc.stderr  # the summary names the sink as it is
+    report = report_of(tmp_path / "r.json")
+    assert report["spec"]["params"]["path"] == "outdir/events-{shard}.jsonl" and report["masked"] == []
+
+
+@pytest.mark.ray
+def test_log_lines_of_ray_workers_are_masked(tmp_path, models):
+    """A worker's log line holding a secret is masked too (worker_setup installs the masking there)."""
+    spec = write_spec(tmp_path, """
+        model: models.py:chatty
+        params:
+          topic: ${DOGE_TEST_TOPIC_TOKEN}
+        workers: 2
+        ticks: 1500
+        realtime: true
+        speed: 500
+    """)  # 3 s: long enough for Ray to forward the workers' lines before it stops
+    proc = dd("run", spec, cwd=tmp_path, env={"DOGE_TEST_TOPIC_TOKEN": "Topic-Tok-77"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    worker_lines = [line for line in proc.stderr.splitlines() if "ShardActor pid=" in line]
+    assert any("sending to topic ***" in line for line in worker_lines), proc.stderr  # logged in a worker
+    assert "Topic-Tok-77" not in proc.stdout + proc.stderr
 
 
 def test_unwritable_report_path_exits_2_before_the_run(tmp_path, models):
@@ -330,9 +401,10 @@ def test_summary_is_printed_before_the_report_is_written(tmp_path, models):
         pytest.skip("no /dev/full on this system")
     proc = dd("run", f"{models}:build", "--report", "/dev/full")
     assert proc.returncode == 1
-    assert "doge-dist: run completed: 20 subjects x 50 ticks" in proc.stdout
-    assert proc.stderr.strip().splitlines() == [
-        "doge-dist: error: could not write --report /dev/full: No space left on device"]
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0].startswith("doge-dist: run completed: 20 subjects x 50 ticks")
+    assert lines[-1] == "doge-dist: error: could not write --report /dev/full: No space left on device"
+    assert proc.stdout == ""
 
 
 def test_speed_without_realtime_exits_2(tmp_path, models):
@@ -363,7 +435,7 @@ def test_realtime_run_of_a_few_ticks(tmp_path, models):
     report = report_of(tmp_path / "r.json")
     assert report["status"] == "completed" and report["result"]["ticks"] == 5
     assert report["result"]["window"] == 1  # realtime paces tick by tick
-    assert "realtime: 1000 ms per tick at speed 2000; max lag behind the wall clock" in proc.stdout
+    assert "realtime: 1000 ms per tick at speed 2000; max lag behind the wall clock" in proc.stderr
     rows = jsonl_lines(tmp_path / "rt.jsonl")
     assert len(rows) == report["total_events"]
     start = report["generator"]["timestamp_start"]
@@ -371,34 +443,48 @@ def test_realtime_run_of_a_few_ticks(tmp_path, models):
     assert all(start <= r["ts"] < start + 5000 for r in rows)
 
 
-def signal_run(cmd: list[str], signum: int, pattern: str) -> tuple[int, str, str]:
-    """Start the command, send ``signum`` once progress matches ``pattern`` (ticks >= 3); wait for it."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def default_sigint() -> None:
+    """In the child, before exec: Python's own Ctrl-C handling even when this test runs with SIGINT
+    ignored (a shell's background job), so a SIGINT the test sends cannot be lost."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def signal_run(cmd: list[str], signals: int | list[tuple[int, float]], pattern: str,
+               env: dict | None = None, timeout: float = 60) -> tuple[int, str, str]:
+    """Start the command, send the signal(s) once progress matches ``pattern`` (ticks >= 3), each after
+    its delay in seconds; wait for the command and for everything it wrote."""
+    plan = [(signals, 0.0)] if isinstance(signals, int) else signals
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint, env={**os.environ, **(env or {})})
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
-    deadline = time.monotonic() + 60
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout
     seen = []
     try:
         while time.monotonic() < deadline:
             try:
                 line = lines.get(timeout=1)
             except queue.Empty:
-                assert proc.poll() is None, "the run ended before it was signalled"
+                assert proc.poll() is None, f"the run ended before it was signalled: {seen}"
                 continue
             seen.append(line)
             match = re.match(pattern, line)
             if match and int(match.group(1).replace(",", "")) >= 3:
                 break
         else:
-            pytest.fail(f"no progress within 60 s: {seen}")
-        proc.send_signal(signum)
+            pytest.fail(f"no progress within {timeout} s: {seen}")
+        for signum, delay in plan:
+            time.sleep(delay)
+            proc.send_signal(signum)
+        stdout = proc.stdout.read()  # until the command closes it (it exits)
         proc.wait(timeout=60)
-        stdout = proc.stdout.read()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    time.sleep(0.2)  # let the reader thread drain stderr
+    reader.join(timeout=30)  # stderr drained: the pipe is closed
+    assert not reader.is_alive()
     return proc.returncode, stdout, "".join(seen) + "".join(iter_queue(lines))
 
 
@@ -420,7 +506,7 @@ def test_signal_stops_unbounded_realtime_run(tmp_path, models, signum):
     assert report["stopped_by"] == signal.Signals(signum).name
     assert report["result"]["ticks"] >= 3
     assert len(jsonl_lines(out)) == report["total_events"] == report["events_by_sink"][f"jsonl:{out}"]
-    assert "doge-dist: run stopped:" in stdout
+    assert "doge-dist: run stopped:" in stderr and stdout == ""
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -435,9 +521,58 @@ def test_signal_stopping_a_bounded_run_exits_128_plus_signum(tmp_path, models, s
     ticks = report["result"]["ticks"]
     assert 3 <= ticks < 100000
     assert len(jsonl_lines(out)) == report["total_events"]  # sinks closed: every event written
-    assert "doge-dist: run stopped:" in stdout  # the summary
+    assert "doge-dist: run stopped:" in stderr and stdout == ""  # the summary
     assert f"doge-dist: stopped by {name} after {ticks:,} of 100,000 ticks" in stderr
     assert "partial" in report["error"]
+
+
+def test_a_second_ctrl_c_right_after_the_first_still_gets_the_report(tmp_path, models):
+    """Ctrl-C twice 15 ms apart: the second may land while the summary and the report are written; the
+    signal handlers stay in place until the report is on disk, so it always is."""
+    for attempt in range(3):
+        report = tmp_path / f"r{attempt}.json"
+        out = tmp_path / f"double-{attempt}.jsonl"
+        cmd = realtime_command(models, out, report, "100000")
+        returncode, _, stderr = signal_run(cmd, [(signal.SIGINT, 0.0), (signal.SIGINT, 0.015)],
+                                           r"tick ([\d,]+)/100,000")
+        # 130; or killed by SIGINT (a shell shows 130 too) when the second one lands after the report,
+        # once the CLI has handed SIGINT back to Python's default
+        assert returncode in (130, -signal.SIGINT), stderr
+        assert report.exists(), f"attempt {attempt}: no report\n{stderr}"
+        data = report_of(report)
+        assert data["status"] in ("stopped", "interrupted"), data["status"]
+        if data["status"] == "stopped":
+            assert len(jsonl_lines(out)) == data["total_events"]
+
+
+@pytest.mark.ray
+def test_sigterm_stops_a_ray_run_at_a_boundary_with_summary_and_report(tmp_path, models):
+    """ray.init() installs a SIGTERM handler that exits at once; the CLI's own handler is kept."""
+    out = tmp_path / "w-{shard}.jsonl"
+    cmd = realtime_command(models, out, tmp_path / "r.json", "100000") + ["--workers", "2"]
+    returncode, stdout, stderr = signal_run(cmd, signal.SIGTERM, r"tick ([\d,]+)/100,000", timeout=240)
+    assert returncode == 143, stderr
+    report = report_of(tmp_path / "r.json")
+    assert report["status"] == "stopped" and report["stopped_by"] == "SIGTERM"
+    assert report["result"]["workers"] == 2
+    written = sum(len(jsonl_lines(f)) for f in tmp_path.glob("w-*.jsonl"))
+    assert written == report["total_events"]  # every shard's sinks closed
+    assert "doge-dist: run stopped:" in stderr and stdout == ""
+
+
+@pytest.mark.ray
+def test_sigterm_stops_a_run_attached_to_a_running_ray(tmp_path, models, ray_head):
+    out = tmp_path / "attached-{shard}.jsonl"
+    cmd = realtime_command(models, out, tmp_path / "r.json", "100000") + [
+        "--workers", "1", "--address", f"127.0.0.1:{ray_head.port}"]
+    # the head turned token authentication on (this machine has a Ray token): a driver joining it says so
+    returncode, stdout, stderr = signal_run(cmd, signal.SIGTERM, r"tick ([\d,]+)/100,000", timeout=240,
+                                            env={"RAY_AUTH_MODE": "token"})
+    assert returncode == 143, stderr
+    report = report_of(tmp_path / "r.json")
+    assert report["status"] == "stopped" and report["stopped_by"] == "SIGTERM"
+    assert len(jsonl_lines(tmp_path / "attached-0.jsonl")) == report["total_events"]
+    assert "doge-dist: run stopped:" in stderr
 
 
 def iter_queue(q: queue.Queue) -> list[str]:
@@ -449,6 +584,92 @@ def iter_queue(q: queue.Queue) -> list[str]:
             return items
 
 
+def test_help_of_each_command_lists_its_own_flags():
+    top = dd("--help")
+    assert top.returncode == 0 and "examples:" in top.stdout
+    assert "doge-dist run examples/jobs/banking-jsonl.yaml --report out/report.json" in top.stdout
+    assert "Security: a job spec's 'model:'" in top.stdout
+    graph = dd("graph", "--help").stdout
+    for absent in ("--seed", "--ticks", "--subjects", "--workers", "--report", "128+N", "Secrets:"):
+        assert absent not in graph, absent
+    assert "-o FILE" in graph and "--stay" in graph and "Draws the states and transitions" in graph
+    inspect = dd("inspect", "--help").stdout
+    for absent in ("--seed", "--workers", "--report", "--realtime", "128+N", "Secrets:"):
+        assert absent not in inspect, absent
+    assert "--json" in inspect and "--subjects" in inspect and "Markov-chain analysis" in inspect
+    run = " ".join(dd("run", "--help").stdout.split())  # the epilog is wrapped
+    assert "Security: a job spec's 'model:'" in run and "subprocess:run" in run
+    assert "seed is null (a fresh run each time) or an integer from 0 to 2**64-1" in run
+    assert "--workers N|auto" in run
+
+
+@pytest.mark.parametrize("function, words", [
+    ("exits", "the model function models.py:exits failed: it called sys.exit(3)"),
+    ("explodes", "the model function models.py:explodes failed: KeyError: 'no such table: accounts'"),
+])
+def test_a_failing_model_function_is_bad_input(tmp_path, models, function, words):
+    for command in ("run", "inspect", "graph"):
+        assert_bad_input(dd(command, f"models.py:{function}", cwd=tmp_path), words)
+    debug = dd("run", f"models.py:{function}", "--debug", cwd=tmp_path)
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
+
+
+def test_a_run_too_large_for_this_machine_is_refused_before_it_starts(tmp_path, models):
+    out = tmp_path / "never.jsonl"
+    proc = dd("run", f"{models}:build", "-p", "sink=jsonl", "-p", f"path={out}", "--subjects", str(10**12),
+              "--report", tmp_path / "r.json")
+    assert_bad_input(proc, "subjects=1,000,000,000,000 needs about", "TiB of memory", "MemAvailable")
+    assert not out.exists() and not (tmp_path / "r.json").exists()
+    spec = write_spec(tmp_path, f"model: models.py:build\nparams: {{sink: jsonl, path: {out}}}\n"
+                      "subjects: 1000000000000\n")
+    assert_bad_input(dd("run", spec), "field 'subjects' (line 3): subjects=1,000,000,000,000 needs about")
+
+
+PARTIAL_MODEL = '''
+from doge_dist import RunResult, ShardResult
+from models import build
+
+
+class Partial(type(build())):
+    """Raises after the run began with the partial result start() attaches to such errors."""
+
+    def start(self, *args, **kwargs):
+        try:
+            return super().start(*args, **kwargs)
+        except Exception as exc:
+            shards = [ShardResult(shard=i, start=10 * i, stop=10 * i + 10, ticks=3, total_events=4 + i,
+                                  total_vetoed=0, events_by_trigger={"wake": 4 + i}, vetoed_by_trigger={},
+                                  events_by_sink={"count": 4 + i}, sink_stats={"count": {"delivered": 4 + i}},
+                                  create_s=0.0, engine_s=0.0, close_s=0.0) for i in range(2)]
+            exc.result = RunResult(events_by_trigger={"wake": 9}, vetoed_by_trigger={},
+                                   events_by_sink={"count": 9}, events_by_transition={}, total_events=9,
+                                   total_vetoed=0, subjects=20, ticks=3, elapsed_s=0.5, workers=2, seed=1,
+                                   sink_stats={"count": {"delivered": 9}}, shards=shards)
+            raise
+
+
+def failing():
+    gen = build(fail=True)
+    gen.__class__ = Partial
+    return gen
+'''
+
+
+def test_a_failed_run_reports_the_counts_it_reached(tmp_path, models):
+    """start() attaches every shard's counts to an error raised after the run began (``exc.result``):
+    the one-line error and the report carry them."""
+    (tmp_path / "partial.py").write_text(PARTIAL_MODEL)
+    proc = dd("run", "partial.py:failing", "--report", tmp_path / "r.json", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("doge-dist: error: run failed: ") and "ledger offline" in lines[-1]
+    assert "(9 events in 3 ticks from 2 shard(s); sinks delivered 9 before the failure)" in lines[-1]
+    report = report_of(tmp_path / "r.json")
+    assert report["status"] == "failed" and report["total_events"] == 9
+    assert report["events_by_trigger"] == {"wake": 9} and len(report["result"]["shards"]) == 2
+    assert "doge-dist: run failed: 20 subjects x 3 ticks" in proc.stderr  # the summary of what was done
+
+
 def test_run_failure_exits_1_with_the_runs_message(tmp_path, models):
     proc = dd("run", f"{models}:build", "-p", "fail=true", "--report", tmp_path / "r.json")
     assert proc.returncode == 1
@@ -457,18 +678,20 @@ def test_run_failure_exits_1_with_the_runs_message(tmp_path, models):
     assert "spend" in proc.stderr and "ledger offline for account" in proc.stderr
     report = report_of(tmp_path / "r.json")
     assert report["status"] == "failed" and "ledger offline" in report["error"]
-    assert report["result"] is None
 
 
 # -- bad input -------------------------------------------------------------------------------------
 
 BAD_FIELDS = [
-    ("subjects", "-5", "positive integer"),
-    ("ticks", "soon", "'unbounded'"),
-    ("tick_ms", "0", "milliseconds"),
+    ("subjects", "-5", "subjects must be >= 0"),
+    ("ticks", "soon", "ticks must be an integer"),
+    ("tick_ms", "0", "tick_ms must be > 0"),
+    ("tick_ms", "9223372036854775808", "does not fit in 64-bit epoch milliseconds"),
     ("timestamp_start", "tomorrow", "ISO-8601"),
-    ("seed", "1.5", "non-negative integer"),
-    ("workers", "0", "positive integer"),
+    ("timestamp_start", "9223372036854775808", "does not fit in 64-bit epoch milliseconds"),
+    ("seed", "1.5", "seed must be an integer or None"),
+    ("seed", "18446744073709551616", "between 0 and 2**64-1"),
+    ("workers", "0", "positive integer or 'auto'"),
     ("ray_address", "[1]", "Ray address"),
     ("window", "-1", "positive integer"),
     ("realtime", "sometimes", "true or false"),
@@ -478,7 +701,7 @@ BAD_FIELDS = [
 ]
 
 
-@pytest.mark.parametrize("field, value, words", BAD_FIELDS, ids=[f[0] for f in BAD_FIELDS])
+@pytest.mark.parametrize("field, value, words", BAD_FIELDS, ids=[f"{f[0]}={f[1]}" for f in BAD_FIELDS])
 def test_bad_spec_field_exits_2_naming_it(tmp_path, models, field, value, words):
     spec = write_spec(tmp_path, f"model: models.py:build\n{field}: {value}\n")
     assert_bad_input(dd("run", spec), f"field '{field}' (line 2)", words, str(spec))
@@ -620,6 +843,23 @@ def test_inspect_text_reference_values_and_special_states(tmp_path, models):
 # -- the example specs against real servers ---------------------------------------------------------
 
 
+def test_jsonl_example_spec_chooses_its_workers(tmp_path):
+    """workers: auto (the example's default) runs this small job in one process and says why."""
+    env = {k: v for k, v in os.environ.items() if k != "DOGE_WORKERS"}
+    env["DOGE_OUT"] = str(tmp_path / "events")
+    cmd = [sys.executable, "-m", "doge_dist", "run", str(JOBS / "banking-jsonl.yaml"), "--subjects", "300",
+           "--ticks", "200", "--report", str(tmp_path / "r.json")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    report = report_of(tmp_path / "r.json")
+    assert report["spec"]["workers"] == "auto" and report["result"]["workers"] == 1
+    assert report["workers_choice"]["workers"] == 1
+    assert "expected events" in report["workers_choice"]["reason"]
+    assert re.search(r"^  workers: 1 \(auto: about [\d,]+ expected events .* less than starting Ray costs",
+                     proc.stderr, re.MULTILINE), proc.stderr
+    assert len(jsonl_lines(tmp_path / "events" / "banking-0.jsonl")) == report["total_events"]
+
+
 def test_jsonl_example_spec(tmp_path):
     proc = dd("run", JOBS / "banking-jsonl.yaml", "--subjects", "300", "--ticks", "200", "--report",
               tmp_path / "r.json", env={"DOGE_OUT": str(tmp_path / "events"), "DOGE_WORKERS": "1"})
@@ -641,9 +881,9 @@ def test_kafka_example_spec(tmp_path, kafka_broker):
               "--report", tmp_path / "r.json", env=env)
     assert proc.returncode == 0, proc.stderr
     report = report_of(tmp_path / "r.json")
-    produced = report["events_by_sink"]["kafka:***"]  # the topic came from ${KAFKA_TOPIC}: masked
-    assert produced == report["total_events"] > 0 and topic not in (tmp_path / "r.json").read_text()
-    assert report["sink_stats"]["kafka:***"]["delivered"] == produced
+    produced = report["events_by_sink"][f"kafka:{topic}"]  # ${KAFKA_TOPIC} is no secret: shown
+    assert produced == report["total_events"] > 0
+    assert report["sink_stats"][f"kafka:{topic}"]["delivered"] == produced
     consumer = Consumer({"bootstrap.servers": kafka_broker.bootstrap, "group.id": f"g-{topic}",
                          "enable.auto.commit": False})
     consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
@@ -666,8 +906,10 @@ def test_postgres_example_spec(tmp_path, postgres_url):
 
     url = sa.engine.make_url(POSTGRES_URL)
     table = f"doge_cli_{os.getpid()}"
-    env = {"PGUSER": url.username or "", "PGPASSWORD": url.password or "", "PGHOST": url.host or "127.0.0.1",
-           "PGPORT": str(url.port or 5432), "PGDATABASE": url.database or "", "DOGE_TABLE": table}
+    # trust authentication here: the server never asks for the password, but the spec masks it
+    env = {"PGUSER": url.username or "", "PGPASSWORD": url.password or "Pg-Secret-5",
+           "PGHOST": url.host or "127.0.0.1", "PGPORT": str(url.port or 5432),
+           "PGDATABASE": url.database or "", "DOGE_TABLE": table}
     engine = sa.create_engine(POSTGRES_URL)
     try:
         proc = dd("run", JOBS / "banking-postgres.yaml", "--subjects", "200", "--ticks", "100", "--report",
@@ -676,7 +918,10 @@ def test_postgres_example_spec(tmp_path, postgres_url):
         report = report_of(tmp_path / "r.json")
         with engine.connect() as conn:
             rows = conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
-        assert rows == report["total_events"] == report["events_by_sink"]["db:***"] > 0  # ${DOGE_TABLE}
+        assert rows == report["total_events"] == report["events_by_sink"][f"db:{table}"] > 0
+        assert report["masked"] == ["params.db_url"] and report["masked_variables"] == ["PGPASSWORD"]
+        assert env["PGPASSWORD"] not in proc.stdout + proc.stderr + (tmp_path / "r.json").read_text()
+        assert f"db:{table}" in proc.stderr  # the table (no secret) is shown in the summary
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
@@ -698,6 +943,13 @@ def test_run_on_two_ray_workers(tmp_path, models):
     assert [f.name for f in files] == ["w-0.jsonl", "w-1.jsonl"]
     assert sum(len(jsonl_lines(f)) for f in files) == report["total_events"]
     assert {r["id"] for r in jsonl_lines(files[0])} <= set(range(50))
+    assert proc.stdout == ""  # no print sink: nothing on stdout, the summary is on stderr
+    assert "Token authentication is enabled" not in proc.stderr  # Ray's secure default is no warning
+    # the time shown is the whole run's wall time (Ray start included), not the shards' share of it
+    head = re.search(r"doge-dist: run completed: 100 subjects x 50 ticks in ([\d.]+) s", proc.stderr)
+    assert head and head.group(1) == f"{report['timings']['run_s']:.2f}", proc.stderr
+    assert report["timings"]["run_s"] >= report["result"]["elapsed_s"]
+    assert re.search(r"^  time: [\d.]+ s wall", proc.stderr, re.MULTILINE)
 
 
 class RayHead:
@@ -771,6 +1023,7 @@ def ray_head():
 @pytest.mark.ray
 def test_submit_to_a_local_ray_head(tmp_path, models, ray_head):
     out = tmp_path / "job-events.jsonl"
+    plant_private_files(tmp_path)
     spec = write_spec(tmp_path, """
         description: submitted by the test
         model: models.py:build
@@ -785,13 +1038,17 @@ def test_submit_to_a_local_ray_head(tmp_path, models, ray_head):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     job_id = re.search(r"submitted Ray job (\S+) to ", proc.stdout).group(1)
     assert f"ray job logs -f {job_id} --address {ray_head.address}" in proc.stdout
-    assert f"working_dir: {tmp_path}" in proc.stdout
+    assert "doge-dist: uploading 2 file(s)" in proc.stderr and "job.yaml, models.py" in proc.stderr
     assert "entrypoint:  python -m doge_dist run job.yaml --ticks 80" in proc.stdout
     assert "environment forwarded: DOGE_TEST_OUT" in proc.stdout
     assert f"job {job_id}: SUCCEEDED" in proc.stdout
     assert "doge-dist: run completed: 50 subjects x 80 ticks" in proc.stdout  # the job's own logs
     total = int(re.search(r"^\s+total\s+([\d,]+)", proc.stdout, re.MULTILINE).group(1).replace(",", ""))
     assert len(jsonl_lines(out)) == total > 0
+    # nothing private reached the cluster: the head's unpacked packages hold the spec and the model only
+    unpacked = [p.name for p in Path(ray_head.temp_dir).rglob("*") if p.is_file()]
+    assert "job.yaml" in unpacked and "models.py" in unpacked
+    assert not {"credentials", "id_rsa", "notes.txt", "models.cpython-311.pyc", "big.bin"} & set(unpacked)
 
     from ray.job_submission import JobStatus, JobSubmissionClient
 
@@ -800,6 +1057,123 @@ def test_submit_to_a_local_ray_head(tmp_path, models, ray_head):
 
     client = connect(JobSubmissionClient, ray_head.address, Masker())
     assert client.get_job_status(job_id) == JobStatus.SUCCEEDED
+
+
+def plant_private_files(directory: Path) -> None:
+    """What a home directory or a project holds and a job must not upload."""
+    (directory / ".ssh").mkdir()
+    (directory / ".ssh" / "id_rsa").write_text("PRIVATE KEY")
+    (directory / ".aws").mkdir()
+    (directory / ".aws" / "credentials").write_text("aws_secret_access_key = x")
+    (directory / "__pycache__").mkdir()
+    (directory / "__pycache__" / "models.cpython-311.pyc").write_bytes(b"\0")
+    (directory / "notes.txt").write_text("unrelated")
+    (directory / "big.bin").write_bytes(b"\0" * 1024)
+
+
+class FakeJobsApi:
+    """A tiny HTTP server on a free port that answers like a broken gateway: ``stall`` holds every request
+    (at most 30 s) and then answers 504, ``504`` answers 504 at once."""
+
+    def __init__(self, mode: str) -> None:
+        import http.server
+
+        release = self.release = threading.Event()
+        self.requests: list[str] = []
+        requests = self.requests
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                requests.append(f"GET {self.path}")
+                if mode == "stall":
+                    release.wait(30)
+                self.send_response(504, "Gateway Timeout")
+                self.end_headers()
+                self.wfile.write(b"upstream timed out")
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.address = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeJobsApi:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=30)
+
+
+def test_submit_bounds_every_wait_on_the_jobs_api(tmp_path, models):
+    spec = write_spec(tmp_path, "model: models.py:build\n")
+    with FakeJobsApi("stall") as api:
+        proc = dd("submit", spec, "--address", api.address, "--http-timeout", "1", timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"the Ray Jobs API at {api.address} did not answer GET /api/version within 1 s" in proc.stderr
+    with FakeJobsApi("504") as api:
+        proc = dd("submit", spec, "--address", api.address, timeout=60)
+    assert proc.returncode == 1 and f"cannot reach the Ray Jobs API at {api.address}" in proc.stderr
+    assert "504" in proc.stderr
+
+
+def test_submit_uploads_only_the_spec_and_the_model(tmp_path, models):
+    from doge_dist.cli._spec import load_spec
+    from doge_dist.cli._submit import is_hidden, plan_upload
+
+    plant_private_files(tmp_path)
+    spec = write_spec(tmp_path, "model: models.py:build\nparams: {sink: jsonl, path: out/e.jsonl}\n")
+    down = f"http://127.0.0.1:{free_port()}"
+    proc = dd("submit", spec, "--address", down, "--http-timeout", "5", timeout=120)
+    assert proc.returncode == 1 and "cannot reach the Ray Jobs API" in proc.stderr
+    assert re.search(r"^doge-dist: uploading 2 file\(s\), [\d.,]+ KiB: job\.yaml, models\.py$", proc.stderr,
+                     re.MULTILINE), proc.stderr
+    assert "relative output path(s) params.path = out/e.jsonl" in proc.stderr
+    assert "absolute paths on a shared filesystem" in proc.stderr
+    # --working-dir uploads that directory, dotfiles only when asked
+    plan = plan_upload(load_spec(spec), working_dir=tmp_path)
+    assert sorted(plan.files.values()) == ["big.bin", "job.yaml", "models.py", "notes.txt"]
+    everything = plan_upload(load_spec(spec), working_dir=tmp_path, include_hidden=True)
+    assert {".ssh/id_rsa", ".aws/credentials", "__pycache__/models.cpython-311.pyc"} <= \
+        set(everything.files.values())
+    # a model in a package directory brings its package; one far away keeps the spec's relative path valid
+    package = tmp_path / "pkgroot" / "mypkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "model.py").write_text(MODELS)
+    (package / "helpers.py").write_text("")
+    jobs = tmp_path / "pkgroot" / "jobs"
+    jobs.mkdir()
+    nested = write_spec(jobs, "model: ../mypkg/model.py:build\n")
+    plan = plan_upload(load_spec(nested))
+    assert sorted(plan.files.values()) == ["jobs/job.yaml", "mypkg/__init__.py", "mypkg/helpers.py",
+                                           "mypkg/model.py"]
+    assert plan.spec_path == "jobs/job.yaml"
+    far = write_spec(tmp_path, f"model: {os.path.relpath(REPO / 'examples' / 'banking.py', tmp_path)}"
+                     ":build_generator\n", name="far.yaml")
+    plan = plan_upload(load_spec(far))  # their common ancestor is / here: the spec and examples/ only
+    examples = [p for p in (REPO / "examples").rglob("*")
+                if p.is_file() and not is_hidden(p.relative_to(REPO / "examples"))]
+    assert set(plan.files) == {far.resolve(), *examples} and plan.spec_path.endswith("far.yaml")
+    assert (REPO / "examples" / "banking.py") in plan.files
+
+
+def test_submit_refuses_an_upload_over_the_limit(tmp_path, models):
+    package = tmp_path / "heavy"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "model.py").write_text(MODELS)
+    (package / "weights.bin").write_bytes(os.urandom(1_500_000))
+    spec = write_spec(tmp_path, "model: heavy/model.py:build\n")
+    proc = dd("submit", spec, "--address", f"http://127.0.0.1:{free_port()}", "--max-upload-mb", "1",
+              timeout=120)
+    assert_bad_input(proc, "the upload would be 1.4 MiB, more than --max-upload-mb 1", "heavy/weights.bin")
 
 
 def test_submit_rejects_bad_input(tmp_path, models):
@@ -856,9 +1230,9 @@ def test_kafka_avro_example_spec_with_registry_credentials_in_the_url(tmp_path, 
     for text in (proc.stdout, proc.stderr, report_text):
         assert "Reg-Secret-31" not in text
     report = json.loads(report_text)
-    assert report["spec"]["params"]["schema_registry_url"] == "***"
+    assert report["spec"]["params"]["schema_registry_url"] == url.replace("Reg-Secret-31", "***")
     assert "params.schema_registry_url" in report["masked"]
-    produced = report["sink_stats"]["kafka:***"]["delivered"]
+    produced = report["sink_stats"][f"kafka:{topic}"]["delivered"]
     assert produced == report["total_events"] > 0
     consumer = Consumer({"bootstrap.servers": kafka_broker.bootstrap, "group.id": f"g-{topic}",
                          "enable.auto.commit": False})

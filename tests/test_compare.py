@@ -270,7 +270,7 @@ def test_clickstream_walkthrough_at_small_scale(tmp_path, capsys, monkeypatch):
                          "--tick-ms", "1000", "--profile", "daily", "--population", "10000",
                          "-o", "out/clickstream.yaml")
     assert code == 0, err
-    assert "60,011 events of 3,780 subjects" in out and "with a daily profile" in out
+    assert "60,011 events of 3,780 subjects" in err and "with a daily profile" in err  # summary: stderr
     assert cli(capsys, "inspect", "out/clickstream.yaml")[0] == 0
     assert cli(capsys, "graph", "out/clickstream.yaml", "-o", "out/clickstream.dot")[0] == 0
     code, out, err = cli(capsys, "run", "examples/clickstream/generate.yaml", "--subjects", "10000",

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import socket
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 
 import pytest
 import sqlalchemy as sa
+from conftest import REPO_ROOT
 from test_kafka_sink import run_bounded, silent_server
 
 from doge_dist import ModelError, SinkError, Transition
-from doge_dist.sinks import _db
+from doge_dist.sinks import _db_url
 from doge_dist.sinks._db import DbSink, DbSinkFactory, normalize_db_url
 
 pytestmark = pytest.mark.services
@@ -196,22 +201,27 @@ def test_rows_with_different_keys_are_all_inserted(tables):
     assert all(r[2] == "doge" for r in rows if r[0] % 3)
 
 
-# ---------------------------------------------------------------------------- errors at create
+# ---------------------------------------------------------------------------- errors before the run
 
 
 def test_missing_table_is_a_value_error_naming_it(db_url):
-    factory = DbSinkFactory(db_url)
+    sink = DbSinkFactory(db_url).create("doge_no_such_table", account_row)  # no I/O yet
     with pytest.raises(ValueError, match="Table doge_no_such_table does not exist") as info:
-        factory.create("doge_no_such_table", account_row)
+        sink.prepare()  # what a run calls on the driver before any subject exists
     assert isinstance(info.value, ModelError)
+    worker_copy = pickle.loads(pickle.dumps(sink))  # where it writes, the first event checks again
+    with pytest.raises(ModelError, match="Table doge_no_such_table does not exist"):
+        worker_copy.collect(1, make_events(1)[0][1], LOGIN)
+    worker_copy.close()
 
 
 @pytest.mark.parametrize("scheme", ["postgresql+psycopg", "mysql+pymysql"])
 def test_unreachable_database_names_the_url_with_password_masked(scheme):
     url = f"{scheme}://someone:s3cret-pw@127.0.0.1:{free_port()}/test"
-    factory = DbSinkFactory(url, connect_timeout=2)
+    sink = DbSinkFactory(url, connect_timeout=2).create("events", account_row)
+    factory = sink.factory
     with pytest.raises(ConnectionError) as info:
-        factory.create("events", account_row)
+        sink.prepare()
     message = str(info.value)
     assert f"{scheme}://someone:***@127.0.0.1:" in message
     assert "s3cret-pw" not in message
@@ -294,6 +304,7 @@ def test_database_gone_after_create_is_a_sink_error_with_counts(postgres_url):
         name = helper.create()
         factory = DbSinkFactory(postgres_url.replace("postgres@", "postgres:pw-x9@"), connect_timeout=2)
         sink = factory.create(name, account_row, batch_size=10)
+        sink.prepare()  # the run checked the table ...
         gone = sa.engine.make_url(factory.db_url).set(port=free_port())
         factory.db_url = gone.render_as_string(hide_password=False)  # the server "went away"
         with pytest.raises(SinkError, match=r"0 rows inserted, 10 failed.*Connection refused") as info:
@@ -544,7 +555,7 @@ def test_normalize_db_url_picks_the_installed_driver():
 def test_a_doge_datagen_style_url_writes_through_the_installed_driver(request, monkeypatch, server, scheme,
                                                                       driver):
     # as on SQLAlchemy 2.0 without psycopg2 / mysqlclient (what doge-dist's extras install)
-    monkeypatch.setattr(_db, "_importable", lambda module: module in ("psycopg", "pymysql"))
+    monkeypatch.setattr(_db_url, "_importable", lambda module: module in ("psycopg", "pymysql"))
     full = request.getfixturevalue(f"{server}_url")
     plain = f"{scheme}://" + full.split("://", 1)[1]
     helper = Tables(full)
@@ -567,7 +578,8 @@ def test_banking_make_sink_postgres_fails_fast_on_a_silent_server():
 
     with silent_server() as port:
         url = f"postgresql+psycopg://someone:s3cret-pw@127.0.0.1:{port}/test"
-        _, error = run_bounded(lambda: banking.make_sink("postgres", db_url=url, connect_timeout=2), 30)
+        sink = banking.make_sink("postgres", db_url=url, connect_timeout=2)  # builds, connects nowhere
+        _, error = run_bounded(sink.prepare, 30)
     assert isinstance(error, ConnectionError), error
     assert f"postgresql+psycopg://someone:***@127.0.0.1:{port}/test" in str(error)
     assert "s3cret-pw" not in str(error)
@@ -584,8 +596,9 @@ def test_pickle_round_trip_before_and_after_use(tables):
 
     clone = pickle.loads(pickle.dumps(sink))  # before use (how sinks travel to workers)
     assert isinstance(clone, DbSink) and clone.factory is not factory
-    assert (clone.name, clone.batch_size, clone.columns) == (sink.name, sink.batch_size, sink.columns)
+    assert (clone.name, clone.batch_size, clone.columns) == (sink.name, sink.batch_size, ())
     write(clone, make_events(20))
+    assert clone.columns[:6] == ("seq", "user_id", "balance", "ratio", "note", "event")  # checked on use
 
     for ts, subject, transition in make_events(20, start=20):
         sink.collect(ts, subject, transition)  # mid-use: an engine is live and rows are pending
@@ -672,3 +685,232 @@ def test_banking_example_into_postgres_and_json_lines(postgres_url, tmp_path):
 @pytest.mark.ray
 def test_banking_on_two_ray_workers_into_postgres_and_json_lines(postgres_url, tmp_path, ray_session):
     _run_banking_into_postgres_and_json_lines(postgres_url, tmp_path, workers=2)
+
+
+# ---------------------------------------------------------------------------- building does no I/O
+
+
+class CountingListener:
+    """A TCP listener that accepts and counts connections (and never answers): any connect shows."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.accepted = 0
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self._held.append(self.listener.accept()[0])
+            except OSError:
+                return
+            self.accepted += 1
+
+    def close(self) -> None:
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.listener.close()
+        for sock in self._held:
+            sock.close()
+
+
+@pytest.fixture
+def listener():
+    server = CountingListener()
+    yield server
+    server.close()
+
+
+def test_create_connects_nowhere(listener):
+    url = f"postgresql+psycopg://u:pw@127.0.0.1:{listener.port}/x"
+    sink = DbSinkFactory(url, connect_timeout=2).create("events", account_row, batch_size=5,
+                                                         create_table="CREATE TABLE events (seq BIGINT)")
+    pickle.loads(pickle.dumps(sink))
+    time.sleep(0.3)  # a connect attempt would have been accepted by now
+    assert listener.accepted == 0
+    _, error = run_bounded(sink.prepare, 30)  # the run's check is the first I/O
+    assert isinstance(error, ConnectionError) and "u:***@" in str(error), error
+    assert listener.accepted >= 1
+
+
+@pytest.mark.parametrize("command", ["inspect", "graph"])
+def test_inspect_and_graph_of_the_banking_example_do_not_connect(listener, tmp_path, command):
+    url = f"postgresql+psycopg://u:pw@127.0.0.1:{listener.port}/x"
+    args = [sys.executable, "-m", "doge_dist", command, "examples/banking.py:build_generator",
+            "-p", "sink=postgres", "-p", f"db_url={url}", "-p", "table=banking_events"]
+    if command == "graph":
+        args += ["-o", str(tmp_path / "model.dot")]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert listener.accepted == 0
+    if command == "graph":
+        assert "digraph" in (tmp_path / "model.dot").read_text()
+    else:
+        assert "take_loan" in proc.stdout
+
+
+# ---------------------------------------------------------------------------- create_table=
+
+
+def _new_name() -> str:
+    return f"doge_test_{uuid.uuid4().hex[:12]}"
+
+
+def _drop(url: str, name: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
+    engine.dispose()
+
+
+DDL = ("CREATE TABLE {name} (seq BIGINT PRIMARY KEY, user_id INTEGER NOT NULL, balance BIGINT NOT NULL, "
+       "ratio DOUBLE PRECISION, note VARCHAR(64), event VARCHAR(32) NOT NULL)")
+
+
+def test_create_table_ddl_creates_a_missing_table_in_prepare(db_url):
+    name = _new_name()
+    try:
+        sink = DbSinkFactory(db_url).create(name, account_row, batch_size=7,
+                                            create_table=DDL.format(name=name))
+        sink.prepare()
+        assert sa.inspect(sa.create_engine(db_url)).has_table(name)
+        write(sink, make_events(20))
+        assert Tables(db_url).count(name) == 20
+        again = DbSinkFactory(db_url).create(name, account_row, create_table=DDL.format(name=name))
+        again.prepare()  # it exists now: the DDL is not run again (it would fail: no IF NOT EXISTS)
+    finally:
+        _drop(db_url, name)
+
+
+def test_create_table_as_a_table_or_a_callable_and_lazily_where_it_writes(postgres_url):
+    table_name, callable_name = _new_name(), _new_name()
+
+    def create(conn):
+        conn.exec_driver_sql(DDL.format(name=callable_name))
+
+    try:
+        as_table = DbSinkFactory(postgres_url).create(
+            table_name, account_row, create_table=define_table(table_name, sa.MetaData()))
+        as_callable = DbSinkFactory(postgres_url).create(callable_name, account_row, create_table=create)
+        for sink in (as_table, as_callable):  # no prepare(): the first event creates and checks it
+            write(pickle.loads(pickle.dumps(sink)) if sink is as_table else sink, make_events(12))
+        assert Tables(postgres_url).count(table_name) == Tables(postgres_url).count(callable_name) == 12
+    finally:
+        _drop(postgres_url, table_name)
+        _drop(postgres_url, callable_name)
+
+
+def test_bad_create_table_arguments(tmp_path):
+    factory = DbSinkFactory(f"sqlite:///{tmp_path / 'x.db'}")
+    with pytest.raises(ModelError, match="create_table is Table 'other'"):
+        factory.create("events", account_row, create_table=sa.Table("other", sa.MetaData()))
+    with pytest.raises(ModelError, match="DDL text is empty"):
+        factory.create("events", account_row, create_table="  ")
+    with pytest.raises(ModelError, match="create_table must be DDL text"):
+        factory.create("events", account_row, create_table=42)
+
+
+def test_a_run_into_a_missing_table_fails_before_any_subject_is_created(postgres_url):
+    from doge_dist import DataOnlineGenerator
+
+    created: list[int] = []
+
+    class Factory:
+        def create(self, index=0):
+            created.append(index)
+            return Account(index, 0, None, None)
+
+    table = _new_name()
+    gen = DataOnlineGenerator(["a", "b"], "a", Factory(), 10, 1000, 10)
+    sink = DbSinkFactory(postgres_url).create(table, account_row)
+    gen.add_transition("go", "a", "b", 50, event_sinks=[sink])
+    with pytest.raises(ModelError, match=f"Table {table} does not exist"):
+        gen.start()
+    assert created == []
+
+
+# ---------------------------------------------------------------------------- a dropped connection
+
+
+def _session_id(factory: DbSinkFactory) -> int:
+    """The id of the sink's pooled connection (the one checked in after its last batch)."""
+    query = "SELECT pg_backend_pid()" if factory.backend == "postgresql" else "SELECT CONNECTION_ID()"
+    with factory.engine().connect() as conn:
+        return conn.exec_driver_sql(query).scalar_one()
+
+
+def _kill(url: str, session: int) -> None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name == "postgresql":
+                assert conn.exec_driver_sql(f"SELECT pg_terminate_backend({session})").scalar_one()
+            else:
+                conn.exec_driver_sql(f"KILL {session}")
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("server, copy", [("postgres", True), ("postgres", False), ("mariadb", "auto")])
+def test_a_connection_dropped_between_batches_is_replaced(request, server, copy):
+    url = request.getfixturevalue(f"{server}_url")
+    helper = Tables(url)
+    try:
+        name = helper.create()
+        factory = DbSinkFactory(url, copy=copy)
+        sink = factory.create(name, account_row, batch_size=10)
+        events = make_events(30)
+        _collect_all(sink, events[:10])  # batch 1 through a pooled connection
+        _kill(url, _session_id(factory))  # the database drops it while the sink is between batches
+        _, error = run_bounded(lambda: _collect_all(sink, events[10:20]), 60)
+        assert error is None, error
+        _kill(url, _session_id(factory))  # and once more, before the last batch (flushed by close)
+        _collect_all(sink, events[20:])
+        _, error = run_bounded(sink.close, 60)
+        assert error is None, error
+        assert sink.stats() == {"delivered": 30, "failed": 0}
+        assert [r[0] for r in helper.rows(name)] == list(range(30))  # each row once, none lost
+    finally:
+        helper.drop_all()
+
+
+def test_a_batch_that_fails_on_a_live_connection_is_not_retried(postgres_url):
+    helper = Tables(postgres_url)
+    try:
+        name = helper.create()
+        sink = DbSinkFactory(postgres_url).create(name, account_row, batch_size=10)
+        events = make_events(10)
+        events[5] = (3, *events[5][1:])  # duplicate key: the server refuses the batch
+        with pytest.raises(SinkError) as info:
+            _collect_all(sink, events)
+        assert "retried" not in str(info.value) and (info.value.delivered, info.value.failed) == (0, 10)
+        sink.close()
+        assert helper.count(name) == 0
+    finally:
+        helper.drop_all()
+
+
+# ---------------------------------------------------------------------------- one run's counts
+
+
+def test_a_second_start_reports_only_its_own_rows(postgres_url):
+    from examples import banking
+
+    table = _new_name()
+    try:
+        gen = banking.build_generator("postgres", subjects=20, ticks=200, seed=5, db_url=postgres_url,
+                                      table=table)
+        first = gen.start()
+        name = f"db:{table}"
+        assert first.sink_stats[name]["delivered"] == first.total_events > 0
+        gen.configure(ticks_num=50)
+        second = gen.start()
+        assert second.sink_stats[name] == {"delivered": second.total_events, "failed": 0}
+        assert Tables(postgres_url).count(table) == first.total_events + second.total_events
+    finally:
+        _drop(postgres_url, table)

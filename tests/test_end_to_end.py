@@ -260,24 +260,37 @@ def test_broker_stopped_mid_run_fails_the_run_with_counts(request, fresh_kafka_b
         assert sink_error.delivered + sink_error.failed + sink_error.undelivered == counter.count, message
 
 
-def test_database_unreachable_fails_at_create_before_any_event():
+class RecordingUserFactory(UserFactory):
+    """The banking factory, noting every subject it creates."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made = 0
+
+    def create(self):
+        self.made += 1
+        return super().create()
+
+
+def test_database_unreachable_fails_before_any_subject():
     url = f"postgresql+psycopg://doge:hunter2@127.0.0.1:{free_port()}/test"
-    factory = DbSinkFactory(url, connect_timeout=2)
-    made: list[DataOnlineGenerator] = []
+    gen = banking([DbSinkFactory(url, connect_timeout=2).create("events", row_mapper)], subjects=10, ticks=10)
+    gen.subject_factory = factory = RecordingUserFactory()  # building the model connected nowhere
     with pytest.raises(ConnectionError) as info:
-        made.append(banking([factory.create("events", row_mapper)], subjects=10, ticks=10))
-    assert not made  # the generator was never built, let alone started
+        gen.start()
+    assert factory.made == 0  # the run checked the database before creating any subject
     message = str(info.value)
     assert "cannot reach" in message and f"127.0.0.1:{url.rsplit(':', 1)[1]}" in message
     assert "hunter2" not in message and "***" in message
 
 
-def test_missing_table_fails_at_create_before_any_event(postgres_url):
+def test_missing_table_fails_before_any_subject(postgres_url):
     table = f"missing_{uuid.uuid4().hex[:12]}"
-    made: list[DataOnlineGenerator] = []
+    gen = banking([DbSinkFactory(postgres_url).create(table, row_mapper)], subjects=10, ticks=10)
+    gen.subject_factory = factory = RecordingUserFactory()
     with pytest.raises(ModelError, match=f"Table {table} does not exist"):
-        made.append(banking([DbSinkFactory(postgres_url).create(table, row_mapper)], subjects=10, ticks=10))
-    assert not made
+        gen.start()
+    assert factory.made == 0
 
 
 FAILING_FROM = 1000  # user ids from here on are in shard 1 of a 2-worker run over 2000 subjects

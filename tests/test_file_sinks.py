@@ -5,15 +5,18 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
+import errno
 import gc
 import gzip
 import json
+import os
 import pickle
 import subprocess
 import sys
 from decimal import Decimal
 
 import pytest
+from conftest import REPO_ROOT
 
 from doge_dist import ModelError, Transition
 from doge_dist._context import ShardInfo, shard_scope
@@ -82,7 +85,7 @@ def test_json_lines_round_trip_with_the_default_mapper(tmp_path):
     evs = events()
     feed(sink, evs)
     assert sink.name == f"jsonl:{path}"
-    assert sink.stats() == {"delivered": len(evs)}
+    assert sink.stats() == {"delivered": len(evs), "failed": 0}
     lines = path.read_text(encoding="utf-8").splitlines()
     assert [json.loads(line) for line in lines] == expected_dicts(evs)
 
@@ -169,7 +172,7 @@ def test_pickle_round_trip_before_and_after_use(tmp_path):
     assert (clone.path, clone.compress, clone.name) == (sink.path, "gzip", sink.name)
     sink.collect(1, User(1, 2, 3, 4), LOGIN)  # file now open: pickling must drop it
     mid = pickle.loads(pickle.dumps(sink))
-    assert mid.stats() == {"delivered": 0}
+    assert mid.stats() == {"delivered": 0, "failed": 0}
     sink.close()
     after = pickle.loads(pickle.dumps(sink))
     feed(after, events(2))
@@ -181,7 +184,7 @@ def test_collect_after_close_appends_instead_of_truncating(tmp_path):
     feed(sink, events(3))
     feed(sink, events(2))  # e.g. a second start() in the same process
     assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 5
-    assert sink.stats() == {"delivered": 5}
+    assert sink.stats() == {"delivered": 5, "failed": 0}
 
 
 @pytest.mark.parametrize("second_cls", [JsonLinesSink, CsvSink])
@@ -206,7 +209,7 @@ def test_a_second_open_sink_on_the_same_resolved_path_is_refused(tmp_path, monke
 
     later = second_cls(tmp_path / "link" / "events.out")  # released on close: free again
     feed(later, events(2))
-    assert later.stats() == {"delivered": 2}
+    assert later.stats() == {"delivered": 2, "failed": 0}
     reopened = JsonLinesSink(target)
     reopened.collect(1, User(1, 2, 3, 4), LOGIN)
     del reopened  # dropped without close(): its file is closed and the path let go
@@ -234,7 +237,7 @@ def test_csv_round_trip_with_the_default_mapper(tmp_path):
     sink = CsvSink(path)
     evs = events()
     feed(sink, evs)
-    assert sink.name == f"csv:{path}" and sink.stats() == {"delivered": len(evs)}
+    assert sink.name == f"csv:{path}" and sink.stats() == {"delivered": len(evs), "failed": 0}
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert rows == [{k: str(v) for k, v in d.items()} for d in expected_dicts(evs)]
@@ -298,3 +301,148 @@ def test_a_multi_shard_plan_without_shard_placeholder_is_refused_before_any_even
     with pytest.raises(ModelError, match=r"no \{shard\} placeholder but the run has 2 shards"):
         gen.start(workers=2)  # refused by check_plan while planning: no Ray needed, no file written
     assert not (tmp_path / "one.jsonl").exists()
+
+
+# ---------------------------------------------------------------------------- a full disk
+
+
+FAULT_KINDS = {
+    "jsonl": lambda path: JsonLinesSink(path + ".jsonl"),
+    "csv": lambda path: CsvSink(path + ".csv"),
+    "gzip": lambda path: JsonLinesSink(path + ".jsonl.gz"),
+}
+
+
+def _noisy_events(n: int):
+    """Events whose lines compress badly (so gzip files fill a small disk too)."""
+    import random
+
+    rng = random.Random(7)
+    return [(i, User(i, rng.getrandbits(62), rng.getrandbits(62), rng.getrandbits(62)), LOGIN)
+            for i in range(n)]
+
+
+def _fill(sink, limit: int = 400_000):
+    """Collect events until the sink raises (it must, well before ``limit``); return (error, collected)."""
+    from doge_dist import SinkError
+
+    collected = 0
+    for ts, subject, transition in _noisy_events(limit):
+        try:
+            sink.collect(ts, subject, transition)
+        except SinkError as exc:
+            return exc, collected + 1
+        collected += 1
+    try:
+        sink.close()
+    except SinkError as exc:
+        return exc, collected
+    raise AssertionError(f"{sink.name}: {limit} events fitted on the small disk")
+
+
+def _read_records(path: str) -> tuple[list, bytes]:
+    """The file's records and its raw (decompressed) text; fails on a partial record or bad gzip."""
+    if path.endswith(".gz"):
+        with gzip.open(path, "rb") as fh:  # raises on a truncated member
+            raw = fh.read()
+    else:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    text = raw.decode()
+    if path.endswith(".csv"):
+        rows = list(csv.reader(text.splitlines()))
+        assert not text or text.endswith("\r\n"), text[-50:]
+        assert all(len(row) == len(rows[0]) for row in rows), "a partial CSV row"
+        return rows[1:], raw
+    assert not text or text.endswith("\n"), text[-50:]
+    return [json.loads(line) for line in text.splitlines()], raw
+
+
+def _assert_cut_back(error, sink, path: str, collected: int, reason: str) -> None:
+    from doge_dist import SinkError
+
+    assert isinstance(error, SinkError)
+    message = str(error)
+    assert error.sink == sink.name and sink.name in message and path in message
+    assert reason in message and "last whole record" in message
+    records, _ = _read_records(path)
+    assert len(records) == error.delivered > 0  # the file ends with the last whole record
+    assert error.delivered + error.failed == collected
+    assert sink.stats() == {"delivered": error.delivered, "failed": error.failed}
+    sink.close()  # already reported: closing adds nothing
+    assert len(_read_records(path)[0]) == error.delivered
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KiB tmpfs (needs root; skipped elsewhere, where the EFBIG test still runs)."""
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
+    try:
+        yield str(mount_point)
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, timeout=30)
+
+
+@pytest.mark.parametrize("kind", sorted(FAULT_KINDS))
+def test_a_full_disk_is_a_sink_error_and_leaves_whole_records(small_disk, kind):
+    sink = FAULT_KINDS[kind](os.path.join(small_disk, "events"))
+    error, collected = _fill(sink)
+    path = sink.resolved_path()
+    assert error.__cause__ is not None and getattr(error.__cause__, "errno", None) == errno.ENOSPC
+    _assert_cut_back(error, sink, path, collected, "No space left on device (ENOSPC)")
+    os.remove(path)  # room again: the next run starts the file afresh
+    sink.begin_run()
+    feed(sink, events(5))
+    assert len(_read_records(path)[0]) == 5 and sink.stats() == {"delivered": 5, "failed": 0}
+
+
+_EFBIG_SCRIPT = """
+import json, resource, signal, sys
+sys.path.insert(0, {tests!r})
+from test_file_sinks import FAULT_KINDS, _fill
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+sink = FAULT_KINDS[{kind!r}]({base!r})
+error, collected = _fill(sink)
+cause = error.__cause__
+print(json.dumps({{"message": str(error), "sink": error.sink, "delivered": error.delivered,
+                  "failed": error.failed, "collected": collected, "path": sink.resolved_path(),
+                  "errno": getattr(cause, "errno", None)}}))
+"""
+
+
+@pytest.mark.parametrize("kind", sorted(FAULT_KINDS))
+def test_a_file_size_limit_is_a_sink_error_and_leaves_whole_records(tmp_path, kind):
+    script = _EFBIG_SCRIPT.format(tests=str(REPO_ROOT / "tests"), kind=kind, base=str(tmp_path / "events"))
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env=env)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got["errno"] == errno.EFBIG
+    message = got["message"]
+    assert got["path"] in message and got["sink"] in message and "File too large (EFBIG)" in message
+    records, _ = _read_records(got["path"])
+    assert len(records) == got["delivered"] > 0
+    assert got["delivered"] + got["failed"] == got["collected"]
+
+
+def test_a_record_the_encoding_cannot_hold_is_a_sink_error_after_the_records_before_it(tmp_path):
+    from doge_dist import SinkError
+
+    path = tmp_path / "latin.csv"
+    sink = CsvSink(path, lambda ts, s, t: {"ts": ts, "text": "snow ☃" if ts == 3 else "plain"},
+                   encoding="latin-1")
+    for ts in range(3):
+        sink.collect(ts, None, LOGIN)
+    with pytest.raises(SinkError) as info:
+        sink.collect(3, None, LOGIN)
+        sink.close()
+    assert "record 4 cannot be encoded as latin-1" in str(info.value)
+    assert (info.value.delivered, info.value.failed) == (3, 1)
+    assert path.read_text(encoding="latin-1").splitlines() == ["ts,text", "0,plain", "1,plain", "2,plain"]

@@ -85,9 +85,9 @@ def banking_log(tmp_path_factory):
 
 def test_fit_with_state_recovers_banking_within_binomial_errors(tmp_path, capsys, banking_log):
     out = tmp_path / "fitted.yaml"
-    code, stdout, err = run_fit(capsys, banking_log, *FIELDS, "--state", "to_state", "--tick-ms", MINUTE,
-                                "--population", 10_000, "--start-state", "offline", "-o", out)
-    assert code == 0, err
+    code, _, summary = run_fit(capsys, banking_log, *FIELDS, "--state", "to_state", "--tick-ms", MINUTE,
+                               "--population", 10_000, "--start-state", "offline", "-o", out)
+    assert code == 0, summary
     model = read_model(out)
     assert model.states == ["offline", "online", "loan_screen"] and model.initial_state == "offline"
     assert not model.arrivals
@@ -98,7 +98,7 @@ def test_fit_with_state_recovers_banking_within_binomial_errors(tmp_path, capsys
         assert within_binomial_error(fitted[key], truth, ticks[key[1]]), (key, fitted[key], truth)
     # the summary names what the issue asks for
     for words in ("3 states, 7 transitions", "events used", "time span", "log-likelihood", "dropped: none"):
-        assert words in stdout
+        assert words in summary
     assert model.fit["time_span"]["start_ms"] == START and model.fit["time_span"]["ticks"] == 1440
     assert model.fit["population"] == 10_000 and model.fit["log_likelihood"] < 0
 
@@ -167,15 +167,15 @@ def test_fit_without_population_recovers_arrivals(tmp_path, capsys):
 
 def test_open_population_gives_arrivals_and_a_start_state_left_in_one_tick(tmp_path, capsys, banking_log):
     out = tmp_path / "fitted.yaml"
-    code, stdout, err = run_fit(capsys, banking_log, *FIELDS, "--tick-ms", MINUTE, "-o", out)
-    assert code == 0, err
+    code, _, summary = run_fit(capsys, banking_log, *FIELDS, "--tick-ms", MINUTE, "-o", out)
+    assert code == 0, summary
     model = read_model(out)
     subjects = model.fit["subjects"]
     assert model.arrivals and model.arrivals[0].state == "start"
     assert model.arrivals[0].rate_per_tick == pytest.approx(subjects / 1440, rel=1e-5)
     out_of_start = sum(t.probability for t in model.transitions if t.from_state == "start")
     assert out_of_start == pytest.approx(100, rel=1e-5)
-    assert "arrivals:" in stdout and model.fit["population"] is None
+    assert "arrivals:" in summary and model.fit["population"] is None
 
 
 def test_csv_gzip_iso_times_and_sql_give_the_same_model(tmp_path, banking_log):
@@ -217,7 +217,7 @@ def test_fit_reads_a_postgres_query(tmp_path, capsys, postgres_url, banking_log)
             conn.execute(sa.text(f"INSERT INTO {table} VALUES (to_timestamp(:ts / 1000.0), :u, :k)"),
                          [{"ts": r["timestamp"], "u": r["subject"], "k": r["event"]} for r in rows])
         out = tmp_path / "pg.yaml"
-        code, stdout, err = run_fit(capsys, "--db-url", postgres_url, "--query",
+        code, _, err = run_fit(capsys, "--db-url", postgres_url, "--query",
                                     f"SELECT ts, user_id, kind FROM {table} ORDER BY ts", "--subject",
                                     "user_id", "--event", "kind", "--time", "ts", "--tick-ms", MINUTE,
                                     "-o", out)
@@ -225,7 +225,7 @@ def test_fit_reads_a_postgres_query(tmp_path, capsys, postgres_url, banking_log)
         expected = fit_log(read_log([str(banking_log)], LogFields("subject", "event", "timestamp")),
                            FitOptions(MINUTE))
         model = read_model(out)
-        assert model.fit["events"] == 20_000 and f"{20_000:,} events" in stdout
+        assert model.fit["events"] == 20_000 and f"{20_000:,} events" in err
         assert set(model.states) <= set(expected.model.states)
     finally:
         with engine.begin() as conn:
@@ -358,13 +358,13 @@ def test_min_count_drops_rare_transitions_and_names_them(tmp_path, capsys):
     records.sort(key=lambda r: r["ts"])
     log = write_lines(tmp_path / "log.jsonl", records)
     out = tmp_path / "m.yaml"
-    code, stdout, err = run_fit(capsys, log, "--subject", "user", "--event", "event", "--time", "ts",
-                                "--tick-ms", "1000", "--min-count", "3", "--population", "5", "-o", out)
-    assert code == 0, err
+    code, _, summary = run_fit(capsys, log, "--subject", "user", "--event", "event", "--time", "ts",
+                               "--tick-ms", "1000", "--min-count", "3", "--population", "5", "-o", out)
+    assert code == 0, summary
     model = read_model(out)
     assert {t.trigger for t in model.transitions} == {"common"}
     assert model.fit["dropped"] == [{"from": "common", "event": "rare", "to": "rare", "count": 1}]
-    assert "dropped 1 transition(s)" in stdout and "rare (common -> rare: 1)" in stdout
+    assert "dropped 1 transition(s)" in summary and "rare (common -> rare: 1)" in summary
     assert model.fit["events_used"] == len(records) - 1
 
 

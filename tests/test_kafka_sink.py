@@ -327,6 +327,7 @@ def test_sink_reopens_for_a_second_run(kafka_broker):
     sink = KafkaSinkFactory(kafka_broker.bootstrap).create(topic, key_of, value_of)
     produce_events(sink, 7)
     sink.close()
+    sink.begin_run()  # what the runner calls before a run's first event: counts start afresh
     produce_events(sink, 3, start=7)
     sink.collect(float(TS0 + 10_000), Sub(99), GO)  # a float timestamp is taken as int millis
     sink.close()
@@ -342,10 +343,12 @@ def test_sink_reopens_for_a_second_run(kafka_broker):
     ({"conf": {"linger.ms": [5]}}, r"conf\['linger.ms'\] must be a str, int, float or bool"),
     ({"conf": {"linger.ms": None}}, r"conf\['linger.ms'\]"),
     ({"conf": {1: 2}}, "keys must be strings"),
-    ({"conf": {"message.timeout.ms": 1000}}, "delivery_timeout_s"),
-    ({"conf": {"queue.buffering.max.messages": 10}}, "buffer_size"),
+    ({"conf": {"message.timeout.ms": 0}}, r"message.timeout.ms'\] must be a positive int.*0 waits forever"),
+    ({"conf": {"message.timeout.ms": 1000, "delivery.timeout.ms": 2000}}, "aliases"),
+    ({"conf": {"queue.buffering.max.messages": "many"}}, r"max.messages'\] must be a positive int"),
+    ({"conf": {"bootstrap.servers": ""}}, r"conf\['bootstrap.servers'\] must be a non-empty str"),
+    ({"conf": {"client.id": 7}}, r"conf\['client.id'\] must be a non-empty str"),
     ({"conf": {"delivery.report.only.error": True}}, "delivery.report.only.error"),
-    ({"conf": {"bootstrap.servers": "x:1"}, "bootstrap_servers": "y:2"}, "not both"),
     ({"buffer_size": 0}, "buffer_size must be a positive int"),
     ({"buffer_size": "10"}, "buffer_size must be a positive int"),
     ({"bootstrap_servers": []}, "bootstrap_servers is empty"),
@@ -408,3 +411,166 @@ def test_banking_example_into_kafka(kafka_broker):
     first = json.loads(got[0][2])
     assert {"timestamp", "user_id", "event"} <= set(first)
     assert all(ts == json.loads(value)["timestamp"] for _, _, value, ts in got)
+
+
+# ---------------------------------------------------------------------------- conf as librdkafka takes it
+
+
+def _doge_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "doge_dist" and r.levelno == logging.WARNING]
+
+
+def test_conf_may_repeat_the_arguments_and_set_any_producer_key(caplog):
+    with caplog.at_level(logging.WARNING, logger="doge_dist"):
+        same = KafkaSinkFactory(["a:1", "b:2"], "cid", conf={
+            "bootstrap.servers": "a:1,b:2", "client.id": "cid", "queue.buffering.max.messages": "5000",
+            "message.timeout.ms": 7000, "linger.ms": 5})
+    assert not _doge_warnings(caplog)  # they agree: nothing to say
+    assert (same.bootstrap_servers, same.client_id, same.buffer_size) == ("a:1,b:2", "cid", 5000)
+    assert (same.delivery_timeout_s, same.close_timeout_s) == (7.0, 12.0)
+    conf = same.producer_conf()
+    assert conf["queue.buffering.max.messages"] == 5000 and conf["message.timeout.ms"] == 7000
+    assert conf["linger.ms"] == 5 and conf["bootstrap.servers"] == "a:1,b:2"
+    alias = KafkaSinkFactory("a:1", conf={"delivery.timeout.ms": 2500})
+    assert alias.delivery_timeout_s == 2.5 and alias.producer_conf()["message.timeout.ms"] == 2500
+    assert "delivery.timeout.ms" not in alias.producer_conf()  # one key for one setting
+
+
+def test_conf_wins_over_disagreeing_arguments_with_one_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="doge_dist"):
+        factory = KafkaSinkFactory("x:1", "from-arg", {"bootstrap.servers": "y:2", "client.id": "from-conf",
+                                                       "queue.buffering.max.messages": 20,
+                                                       "message.timeout.ms": 4000},
+                                   10, delivery_timeout_s=3)
+    warnings = _doge_warnings(caplog)
+    assert len(warnings) == 1, warnings
+    for part in ("bootstrap_servers='x:1'", "conf['bootstrap.servers']='y:2'", "client_id='from-arg'",
+                 "buffer_size=10", "delivery_timeout_s=3", "conf wins"):
+        assert part in warnings[0], warnings[0]
+    assert (factory.bootstrap_servers, factory.client_id, factory.buffer_size) == ("y:2", "from-conf", 20)
+    assert factory.delivery_timeout_s == 4.0
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="doge_dist"):
+        with pytest.raises(ModelError, match="No such configuration property"):  # unknown keys still fail
+            KafkaSinkFactory("x:1", conf={"bootstrap.servers": "x:1", "queue.buffering.max.messagez": 1})
+
+
+def test_a_conf_bootstrap_is_the_one_the_producer_uses(kafka_broker, caplog):
+    topic = new_topic(kafka_broker, 1)
+    nowhere = f"127.0.0.1:{free_port()}"
+    with caplog.at_level(logging.WARNING, logger="doge_dist"):
+        factory = KafkaSinkFactory([nowhere], "conf-wins", {"bootstrap.servers": kafka_broker.bootstrap,
+                                                            "message.timeout.ms": 20_000})
+    assert len(_doge_warnings(caplog)) == 1
+    sink = factory.create(topic, key_of, value_of)
+    produce_events(sink, 25)
+    _, error = run_bounded(sink.close, 60)
+    assert error is None, error
+    assert sink.stats()["delivered"] == 25
+    assert len(consume(kafka_broker.bootstrap, topic, 25)) == 25
+
+
+def test_avro_factory_takes_conf_the_same_way(kafka_broker, caplog):
+    from doge_dist.sinks import KafkaAvroSinkFactory
+
+    with caplog.at_level(logging.WARNING, logger="doge_dist"):
+        factory = KafkaAvroSinkFactory("x:1", f"mock://{uuid.uuid4().hex}", "cid",
+                                       {"bootstrap.servers": kafka_broker.bootstrap,
+                                        "message.timeout.ms": 9000})
+    warnings = _doge_warnings(caplog)
+    assert len(warnings) == 1 and "KafkaAvroSinkFactory" in warnings[0]
+    assert factory.bootstrap_servers == kafka_broker.bootstrap and factory.kafka.delivery_timeout_s == 9.0
+    with pytest.raises(ModelError, match="No such configuration property"):
+        KafkaAvroSinkFactory("x:1", "mock://r", "cid", {"no.such.setting": 1})
+
+
+# ---------------------------------------------------------------------------- librdkafka errors
+
+
+# A real fatal error of the idempotent producer: told that the broker predates Kafka 0.11 (so has no
+# InitProducerId), librdkafka raises "Idempotent producer not supported" as a fatal error as soon as
+# it connects. The confluent-kafka binding then raises from poll()/flush() -- sometimes a bare
+# KafkaError, which is not an exception class and escapes `except BaseException`.
+FATAL_CONF = {"api.version.request": False, "broker.version.fallback": "0.9.0", "log_level": 0}
+
+
+def _fatal_sink(broker) -> KafkaSink:
+    return KafkaSinkFactory(broker.bootstrap, "fatal", FATAL_CONF, delivery_timeout_s=5).create(
+        new_topic(broker, 1), key_of, value_of)
+
+
+def _assert_fatal(error, sink: KafkaSink, produced: int) -> None:
+    assert isinstance(error, SinkError), repr(error)
+    assert error.sink == sink.name and sink.name in str(error)
+    assert "fatal producer error" in str(error) and "Idempotent producer not supported" in str(error)
+    assert error.delivered == 0 and error.failed + error.undelivered == produced
+    assert f"{produced} produced" in str(error)
+
+
+def test_a_fatal_producer_error_at_close_is_a_sink_error(kafka_broker):
+    sink = _fatal_sink(kafka_broker)
+    produce_events(sink, 10)
+    time.sleep(1.0)  # the producer connects and hits the fatal error before close() flushes
+    _, error = run_bounded(sink.close, 60)
+    _assert_fatal(error, sink, 10)
+    _, again = run_bounded(sink.close, 10)
+    assert again is None  # closed: nothing more to report
+
+
+def test_a_fatal_producer_error_at_flush_is_a_sink_error(kafka_broker):
+    sink = _fatal_sink(kafka_broker)
+    produce_events(sink, 10)
+    time.sleep(1.0)
+    _, error = run_bounded(lambda: sink.flush(10), 60)
+    _assert_fatal(error, sink, 10)
+    _, close_error = run_bounded(sink.close, 30)  # closing afterwards reports the same, briefly
+    _assert_fatal(close_error, sink, 10)
+
+
+def test_a_fatal_producer_error_while_producing_is_a_sink_error(kafka_broker):
+    sink = _fatal_sink(kafka_broker)
+
+    def run():
+        for i in range(300):  # at most ~30 s of sparse events; the fatal error comes within a second
+            produce_events(sink, 1, start=i)
+            time.sleep(0.1)
+
+    _, error = run_bounded(run, 60)
+    assert isinstance(error, SinkError), repr(error)
+    assert "fatal producer error" in str(error) and "Idempotent producer not supported" in str(error)
+    assert error.delivered == 0 and error.sink == sink.name
+    _, close_error = run_bounded(sink.close, 30)
+    assert isinstance(close_error, SinkError) and "fatal producer error" in str(close_error)
+    stats = sink.stats()
+    assert stats["delivered"] == 0 and stats["failed"] + stats["undelivered"] == stats["produced"] > 0
+
+
+def test_a_run_into_a_fatal_producer_error_ends_with_a_sink_error(kafka_broker):
+    from doge_dist import DataOnlineGenerator, SimulationError
+
+    class Factory:
+        def create(self, index=0):
+            return Sub(index)
+
+    sink = _fatal_sink(kafka_broker)
+    gen = DataOnlineGenerator(["a", "b"], "a", Factory(), 50, 1000, 200, TS0, seed=3)
+    gen.add_transition("go", "a", "b", 10, event_sinks=[sink])
+    gen.add_transition("back", "b", "a", 10, event_sinks=[sink])
+    _, error = run_bounded(gen.start, 120)
+    sink_error = error.__cause__ if isinstance(error, SimulationError) else error
+    assert isinstance(sink_error, SinkError), repr(error)
+    assert "Idempotent producer not supported" in str(sink_error) and sink_error.sink == sink.name
+    assert sink_error.delivered == 0
+
+
+def test_a_producer_that_cannot_open_where_it_writes_is_a_sink_error(kafka_broker, tmp_path):
+    ca = tmp_path / "ca.pem"  # exists where the model is built (the factory checks it) ...
+    ca.write_bytes(open("/etc/ssl/certs/ca-certificates.crt", "rb").read())
+    factory = KafkaSinkFactory(kafka_broker.bootstrap, conf={"security.protocol": "ssl",
+                                                             "ssl.ca.location": str(ca), "log_level": 0})
+    sink = factory.create("t_missing_ca", key_of, value_of)
+    ca.unlink()  # ... but not where the sink opens its producer
+    with pytest.raises(SinkError, match="cannot open the producer.*ssl.ca.location") as info:
+        sink.collect(TS0, Sub(1), GO)
+    assert info.value.sink == sink.name and isinstance(info.value.__cause__, Exception)
+    sink.close()  # never opened: nothing to report

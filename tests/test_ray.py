@@ -265,8 +265,11 @@ def test_sigint_stops_every_shard_at_a_window_boundary(tmp_path):
     script.write_text(SIGINT_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("RAY_ADDRESS", None)
+    # SIGINT back to its default in the child: a caller that ignores SIGINT (a shell's background job)
+    # would otherwise pass that on, the run would never stop and this test would wait for minutes
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=REPO)
+                            text=True, env=env, cwd=REPO,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 180
         line = ""

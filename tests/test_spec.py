@@ -12,7 +12,7 @@ import pytest
 
 from doge_dist import DataOnlineGenerator
 from doge_dist.cli._commands import parse_param, prepare_model
-from doge_dist.cli._mask import Masker, MaskingFormatter, mask_url_passwords
+from doge_dist.cli._mask import InstallLogMasking, Masker, MaskingFilter, MaskingFormatter, mask_url_passwords
 from doge_dist.cli._spec import JobSpec, SpecError, load_spec, parse_spec_text, resolve_timestamp
 from doge_dist.cli._target import ModelBuildError, TargetError, build_model, load_target
 
@@ -51,6 +51,26 @@ def test_full_spec_is_parsed_and_typed():
     assert spec.description == "all fields"
 
 
+def test_counts_and_seeds_follow_the_model_rules():
+    """One rule for spec, flags and API (model/_validate.py): counts >= 0, seed in 0..2**64-1."""
+    spec = parse("model: m:f\nsubjects: 0\nticks: 0\nseed: 18446744073709551615\nworkers: auto\n")
+    assert spec.settings == {"subjects": 0, "ticks": 0, "seed": 2**64 - 1, "workers": "auto"}
+    assert parse("model: m:f\nseed: 0\ntick_ms: 9223372036854775807\n").settings["seed"] == 0
+    spec = JobSpec()
+    spec.override("workers", "AUTO", "--workers")
+    spec.override("seed", "18446744073709551615", "--seed")
+    assert spec.settings == {"workers": "auto", "seed": 2**64 - 1}
+    with pytest.raises(SpecError, match=r"field 'seed \(--seed\)': seed must be between 0 and 2\*\*64-1"):
+        spec.override("seed", str(2**64), "--seed")
+
+
+def test_a_run_whose_timestamps_overflow_int64_is_refused_with_the_line(model_file):
+    spec = parse(f"model: {model_file}:build\nticks: 2000\ntick_ms: 9223372036854775\n")
+    with pytest.raises(SpecError) as info:
+        prepare_model(spec)
+    assert "overflows 64-bit epoch milliseconds" in str(info.value) and "(line 2)" in str(info.value)
+
+
 @pytest.mark.parametrize("value", ["null", "unbounded", "~", "Unbounded"])
 def test_ticks_unbounded(value):
     assert parse(f"model: m:f\nticks: {value}\n").settings == {"ticks": None}
@@ -76,16 +96,19 @@ def test_now_resolves_to_the_current_time():
 
 
 @pytest.mark.parametrize("field, value, words", [
-    ("subjects", "0", "positive integer"),
-    ("subjects", "abc", "positive integer"),
-    ("subjects", "true", "positive integer"),
-    ("ticks", "-1", "positive integer"),
-    ("ticks", "1.5", "positive integer"),
-    ("tick_ms", "0", "milliseconds"),
+    ("subjects", "-1", "subjects must be >= 0"),
+    ("subjects", "abc", "must be an integer"),
+    ("subjects", "true", "must be an integer"),
+    ("ticks", "-1", "ticks must be >= 0"),
+    ("ticks", "1.5", "must be an integer"),
+    ("tick_ms", "0", "tick_ms must be > 0"),
+    ("tick_ms", "9223372036854775808", "does not fit in 64-bit epoch milliseconds"),
     ("timestamp_start", "yesterday", "ISO-8601"),
-    ("seed", "-3", "non-negative"),
-    ("seed", "[1]", "non-negative"),
-    ("workers", "0", "positive integer"),
+    ("timestamp_start", "-9223372036854775809", "does not fit in 64-bit epoch milliseconds"),
+    ("seed", "-3", "between 0 and 2**64-1"),
+    ("seed", "18446744073709551616", "between 0 and 2**64-1"),
+    ("seed", "[1]", "must be an integer or None"),
+    ("workers", "0", "positive integer or 'auto'"),
     ("ray_address", "3", "Ray address"),
     ("window", "0", "positive integer"),
     ("realtime", "maybe", "true or false"),
@@ -93,6 +116,8 @@ def test_now_resolves_to_the_current_time():
     ("speed", "fast", "positive number"),
     ("params", "[a, b]", "mapping"),
     ("params", "{1: x}", "identifiers"),
+    ("secrets", "DB_URL", "list of environment variable names"),
+    ("secrets", "[1x]", "environment variable names"),
     ("model", "no_colon_here", ":function"),
     ("model", "42", "target"),
     ("description", "[1]", "text"),
@@ -172,71 +197,113 @@ def test_secrets_from_interpolation_and_urls_are_masked():
           broker: https://user:urlpass@host/path
     """, DB_PASSWORD="hunter2", API_TOKEN="tok-123", REGION="eu-1")
     resolved = spec.resolved()
-    assert resolved["params"] == {"db_url": "postgresql://app:***@db:5432/x", "api": "***", "plain": "***",
+    assert resolved["params"] == {"db_url": "postgresql://app:***@db:5432/x", "api": "***", "plain": "eu-1",
                                   "password": "***", "broker": "https://user:***@host/path"}
-    assert spec.masked_fields() == ["params.db_url", "params.api", "params.plain", "params.password",
-                                    "params.broker"]
+    assert spec.masked_fields() == ["params.db_url", "params.api", "params.password", "params.broker"]
+    assert spec.masked_variables() == ["API_TOKEN", "DB_PASSWORD"]
     assert spec.params["api"] == "tok-123"  # the model still gets the real value
-    text = spec.masker.mask("failed to connect with tok-123 to postgresql://app:hunter2@db in eu-1")
-    assert text == "failed to connect with *** to postgresql://app:***@db in ***"
+    text = spec.masker.mask("failed to connect with tok-123 to postgresql://app:hunter2@db in eu-1, "
+                            "literal-in-yaml, urlpass")
+    assert text == "failed to connect with *** to postgresql://app:***@db in eu-1, ***, ***"
 
 
-def test_every_interpolated_value_is_masked_whatever_its_name():
+SECRET_ENV = {"DB_PASS": "Zebra-pw-1", "MYSQL_PWD": "Quokka-pw-2", "REGISTRY_AUTH": "Basic dXNlcjpwYXNz",
+              "KAFKA_API_KEY": "Koala-key-4", "MY_CREDENTIALS": "Cred-5", "CLIENT_SECRET": "Sec-6",
+              "DB_CONN": "postgresql://db.internal:5432/x", "KAFKA_TOPIC": "orders",
+              "HOST_A": "alpha.internal", "SEED": "9", "SASL_PW_VALUE": "Sasl-7", "OPAQUE": "Opaque-8"}
+
+
+def test_only_secrets_are_masked_and_the_rest_is_shown():
     spec = parse("""
         model: m:f
+        secrets: [OPAQUE]
         params:
           db_pass: ${DB_PASS}
           mysql_pwd: ${MYSQL_PWD}
-          auth: ${REGISTRY_AUTH}
+          auth_header: ${REGISTRY_AUTH}
+          key: ${KAFKA_API_KEY}
+          creds: ${MY_CREDENTIALS}
+          secret: ${CLIENT_SECRET}
           conn: ${DB_CONN}
-          broker: ${BROKER:-localhost:9092}
-          dsn: postgresql+psycopg://${PGUSER:-postgres}:${PGPASSWORD:-}@${PGHOST:-127.0.0.1}/db
-          glued: prefix${DB_CONN}
+          topic: ${KAFKA_TOPIC}
+          out: ${DOGE_OUT:-out}/banking-{shard}.jsonl
+          dsn: postgresql+psycopg://${PGUSER:-postgres}:${PGPASSWORD:-pgpw}@${PGHOST:-127.0.0.1}/db
+          label: x-${OPAQUE}
+          conf:
+            sasl.password: ${SASL_PW_VALUE}
+            ssl.key.pem: literal-key-pem
+            basic.auth.user.info: user:literal-info
+            bootstrap.servers: ${HOST_A}:9092
           subjects: ${N:-50}
           ratio: ${RATIO:-0.25}
           nested: {hosts: ["${HOST_A}", b]}
-          literal: kept
         subjects: ${SUBJECTS:-40}
-        ticks: ${TICKS:-unbounded}
         seed: ${SEED}
-        timestamp_start: ${START:-2024-01-01T00:00:00Z}
-    """, DB_PASS="Zebra-pw-1", MYSQL_PWD="Quokka-pw-2", REGISTRY_AUTH="Basic dXNlcjpwYXNz",
-                 DB_CONN="s3cr3t-Opaque", HOST_A="alpha.internal", SEED="9")
-    assert spec.params["conn"] == "s3cr3t-Opaque" and spec.params["ratio"] == 0.25
+    """, **SECRET_ENV)
     resolved = spec.resolved()
     assert resolved["params"] == {
-        "db_pass": "***", "mysql_pwd": "***", "auth": "***", "conn": "***", "broker": "***",
-        "dsn": "postgresql+psycopg://***:@***/db", "glued": "prefix***", "subjects": 50, "ratio": "***",
-        "nested": {"hosts": ["***", "b"]}, "literal": "kept"}
-    # numeric run settings stay readable
-    assert (resolved["subjects"], resolved["ticks"], resolved["seed"], resolved["timestamp_start"]) == \
-        (40, None, 9, 1704067200000)
-    assert spec.masked_fields() == ["params.db_pass", "params.mysql_pwd", "params.auth", "params.conn",
-                                    "params.broker", "params.dsn", "params.glued", "params.ratio",
-                                    "params.nested.hosts[0]"]
+        "db_pass": "***", "mysql_pwd": "***", "auth_header": "***", "key": "***", "creds": "***",
+        "secret": "***", "conn": "postgresql://db.internal:5432/x", "topic": "orders",
+        "out": "out/banking-{shard}.jsonl", "dsn": "postgresql+psycopg://postgres:***@127.0.0.1/db",
+        "label": "x-***",
+        "conf": {"sasl.password": "***", "ssl.key.pem": "***", "basic.auth.user.info": "***",
+                 "bootstrap.servers": "alpha.internal:9092"},
+        "subjects": 50, "ratio": 0.25, "nested": {"hosts": ["alpha.internal", "b"]}}
+    assert (resolved["subjects"], resolved["seed"]) == (40, 9)
+    assert spec.masked_fields() == ["params.db_pass", "params.mysql_pwd", "params.auth_header", "params.key",
+                                    "params.creds", "params.secret", "params.dsn", "params.label",
+                                    "params.conf.sasl.password", "params.conf.ssl.key.pem",
+                                    "params.conf.basic.auth.user.info"]
+    assert spec.masked_variables() == ["CLIENT_SECRET", "DB_PASS", "KAFKA_API_KEY", "MYSQL_PWD",
+                                       "MY_CREDENTIALS", "OPAQUE", "PGPASSWORD", "REGISTRY_AUTH",
+                                       "SASL_PW_VALUE"]
     mask = spec.masker.mask
-    # in free text: the values of secret-looking variables everywhere, the others as whole tokens
-    assert mask("xZebra-pw-1y, s3cr3t-Opaque, prefixs3cr3t-Opaque") == "x***y, ***, ***"
-    assert mask("postgresql://postgres@127.0.0.1 via localhost:9092 on alpha.internal") == \
-        "postgresql://***@*** via *** on ***"
-    assert mask("50 subjects, 40 ticks, seed 9, ratio 0.25") == "50 subjects, 40 ticks, seed 9, ratio ***"
-    assert spec.secret_vars == ["DB_PASS", "MYSQL_PWD", "REGISTRY_AUTH", "PGPASSWORD"]
-    # a command-line value replaces the masked one in the report
-    spec.set_param("conn", "plain-text")
-    spec.override("model", "pkg:build", "TARGET")
-    assert spec.resolved()["params"]["conn"] == "plain-text"
-    assert "params.conn" not in spec.masked_fields()
+    assert mask("xZebra-pw-1y, Opaque-8, Sasl-7, literal-key-pem, user:literal-info, pgpw") == \
+        "x***y, ***, ***, ***, ***, ***"
+    # hosts, ports, topics and paths stay readable in messages
+    assert mask('connection to server at "db.internal", port 5432 failed; topic orders; out/x') == \
+        'connection to server at "db.internal", port 5432 failed; topic orders; out/x'
+    # a command-line value replaces the masked one in the report, unless its key names a secret
+    spec.set_param("db_pass", "plain-text")
+    assert spec.resolved()["params"]["db_pass"] == "***"
+    spec.set_param("label", "label-text")
+    assert spec.resolved()["params"]["label"] == "label-text" and "params.label" not in spec.masked_fields()
 
 
-def test_a_bad_interpolated_value_is_masked_in_the_error():
+def test_declared_secrets_are_masked_even_when_unused():
+    spec = parse("model: m:f\nsecrets: [UNUSED_VAR, NOT_SET]\nparams: {a: 1}\n", UNUSED_VAR="Walrus-9")
+    assert spec.masker.mask("Walrus-9 here") == "*** here"
+    assert spec.masked_variables() == ["UNUSED_VAR"]
+    assert spec.resolved()["secrets"] == ["UNUSED_VAR", "NOT_SET"]
+
+
+def test_a_bad_interpolated_secret_is_masked_in_the_error():
     with pytest.raises(SpecError) as info:
-        parse("model: m:f\nsubjects: ${DB_CONN}\n", DB_CONN="s3cr3t-Opaque")
+        parse("model: m:f\nsubjects: ${DB_TOKEN}\n", DB_TOKEN="s3cr3t-Opaque")
     assert "s3cr3t-Opaque" not in str(info.value)
     assert "field 'subjects' (line 2)" in str(info.value) and "***" in str(info.value)
     masker = Masker()
     with pytest.raises(SpecError):
-        parse_spec_text("model: m:f\nseed: ${DB_CONN}\n", environ={"DB_CONN": "s3cr3t-Opaque"}, masker=masker)
+        parse_spec_text("model: m:f\nseed: ${DB_TOKEN}\n", environ={"DB_TOKEN": "s3cr3t-Opaque"},
+                        masker=masker)
     assert masker.mask("got s3cr3t-Opaque") == "got ***"
+    with pytest.raises(SpecError) as shown:  # a value that is no secret is shown, so the error is readable
+        parse("model: m:f\nsubjects: ${DOGE_N}\n", DOGE_N="many")
+    assert "got 'many'" in str(shown.value)
+
+
+def test_alias_bombs_and_recursive_aliases_are_refused():
+    levels = ['  a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for prev, name in zip("abcde", "bcdef"):
+        levels.append(f"  {name}: &{name} [{', '.join(['*' + prev] * 9)}]")  # 9**6 = 531,441 strings
+    text = "model: m:f\nparams:\n" + "\n".join(levels) + "\n"
+    with pytest.raises(SpecError, match="YAML aliases expand the job spec to more than 10,000 values"):
+        parse_spec_text(text, source="job.yaml", environ={})
+    with pytest.raises(SpecError, match=r"recursive values are not allowed"):
+        parse_spec_text("model: m:f\nparams:\n  a: &a [1, *a]\n", environ={})
+    # a few aliases are fine
+    spec = parse_spec_text("model: m:f\nparams:\n  a: &a {x: 1}\n  b: *a\n", environ={})
+    assert spec.params == {"a": {"x": 1}, "b": {"x": 1}}
 
 
 def test_a_lone_variable_is_typed_like_a_param():
@@ -281,18 +348,26 @@ def test_speed_needs_realtime_in_the_spec(extra):
     assert parse("model: m:f\nspeed: 2\nrealtime: true\n").settings == {"speed": 2.0, "realtime": True}
 
 
-def test_masker_tokens_and_colliding_keys():
-    masker = Masker(["pw"])
-    masker.add_token("postgres")
-    masker.add_token("doge")
-    masker.add_token("eu")  # too short to look for in free text
-    assert masker.mask("postgresql and postgres, doge_events, doge; eu; xpwx") == \
-        "postgresql and ***, doge_events, ***; eu; x***x"
-    topics = Masker()
-    topics.add_token("topic-a")
-    topics.add_token("topic-b")
-    assert topics.mask_data({"kafka:topic-a": 1, "kafka:topic-b": 2, "kafka:***": 3}) == \
+def test_masker_colliding_keys_pickling_and_log_filter():
+    import pickle
+    import sys
+
+    masker = Masker(["topic-a", "topic-b"])
+    assert masker.mask_data({"kafka:topic-a": 1, "kafka:topic-b": 2, "kafka:***": 3}) == \
         {"kafka:***": 1, "kafka:***#2": 2, "kafka:***#3": 3}
+    masker.mask("compile the pattern")
+    copy = pickle.loads(pickle.dumps(masker))
+    assert copy.mask("topic-a, http://u:pw@h") == "***, http://u:***@h"
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "using %s", ("topic-b",), None)
+    assert MaskingFilter(masker).filter(record) and record.getMessage() == "using ***"
+    try:
+        raise RuntimeError("no topic-a")
+    except RuntimeError:
+        failing = logging.LogRecord("x", logging.ERROR, __file__, 1, "boom", (), sys.exc_info())
+    MaskingFilter(masker).filter(failing)
+    assert "no ***" in failing.exc_text and "topic-a" not in logging.Formatter().format(failing)
+    setup = InstallLogMasking(masker)
+    assert pickle.loads(pickle.dumps(setup)).masker.secrets == masker.secrets
 
 
 def test_masker_helpers_and_log_formatter():
@@ -301,7 +376,9 @@ def test_masker_helpers_and_log_formatter():
     masker = Masker(["abc123"])
     data = {"token_events": 5, "list": ["x abc123"]}
     assert masker.mask_data(data) == {"token_events": 5, "list": ["x ***"]}
-    assert masker.mask_data({"token": "v"}, mask_keys=True) == {"token": "***"}
+    assert masker.mask_data({"token": "v", "sasl.password": "w", "ssl.keystore.password": "z", "host": "h"},
+                            mask_keys=True) == {"token": "***", "sasl.password": "***",
+                                                "ssl.keystore.password": "***", "host": "h"}
     record = logging.LogRecord("x", logging.WARNING, __file__, 1, "using %s", ("abc123",), None)
     assert MaskingFormatter(masker, "%(message)s").format(record) == "using ***"
 
@@ -311,7 +388,8 @@ def test_override_validates_with_the_flag_name():
     spec.override("ticks", "unbounded", "--ticks")
     spec.override("subjects", "12", "--subjects")
     assert spec.settings == {"ticks": None, "subjects": 12}
-    with pytest.raises(SpecError, match=r"field 'workers \(--workers\)': must be a positive integer"):
+    with pytest.raises(SpecError, match=r"field 'workers \(--workers\)': must be a positive integer or "
+                       r"'auto'"):
         spec.override("workers", "-2", "--workers")
 
 
@@ -456,6 +534,7 @@ def test_example_specs_exist_and_validate():
     jsonl = load_spec(REPO / "examples/jobs/banking-jsonl.yaml", environ={})
     new_year = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
     assert jsonl.settings["timestamp_start"] == int(new_year.timestamp() * 1000)
+    assert jsonl.settings["workers"] == "auto"
     for path in EXAMPLES:  # librdkafka reads a message timestamp of 0 as "now": start at a real date
         settings = load_spec(path, environ={}).settings
         expected = "now" if settings.get("realtime") else int(new_year.timestamp() * 1000)

@@ -108,7 +108,7 @@ def test_bad_sinks_are_named_with_their_line(model_dir, capsys, sink, message):
 def test_a_yaml_model_is_a_target_for_run_inspect_and_graph(model_dir, capsys):
     code, out, err = run(capsys, "run", "fitted.yaml", "--subjects", "300", "--ticks", "50", "--seed", "2")
     assert code == 0, err
-    assert "300 subjects x 50 ticks" in out and "login" in out
+    assert "300 subjects x 50 ticks" in err and "login" in err  # the summary goes to stderr
     code, out, err = run(capsys, "inspect", "fitted.yaml", "--json")
     assert code == 0, err
     analysis = json.loads(out)

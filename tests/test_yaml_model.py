@@ -213,4 +213,4 @@ def test_the_documented_model_example_parses(tmp_path):
     from doge_dist.cli._spec import parse_spec_text
 
     spec = parse_spec_text(next(b for b in blocks if b.startswith("model: fitted.yaml")))
-    assert spec.model == "fitted.yaml" and spec.settings["sink"]["parts"] == 8
+    assert spec.model == "fitted.yaml" and spec.extras["sink"]["parts"] == 8

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import logging
 import os
 import shutil
 import signal
@@ -19,20 +20,23 @@ from typing import Any
 
 from .._errors import ModelError, RunInterrupted
 from ..model._yaml_model import is_model_file
-from ._errors import EXIT_INTERRUPTED, EXIT_OK, RunFailed, UsageError
-from ._mask import MASKING_RULE, SECRET_KEY_RE, Masker
+from ._auto import WorkersChoice, choose_workers
+from ._errors import EXIT_INTERRUPTED, EXIT_OK, RunFailed, SpecError, UsageError
+from ._interpolate import typed_scalar
+from ._mask import MASKING_RULE, InstallLogMasking, Masker
 from ._progress import ProgressPrinter
-from ._report import build_report, summary_table, write_report
+from ._report import build_report, describe_counts, summary_table, write_report
+from ._schema import AUTO, GENERATOR_ATTRIBUTES, resolve_timestamp
 from ._sink_spec import is_yaml_model_ref, load_yaml_target, python_model_params
-from ._spec import GENERATOR_ATTRIBUTES, JobSpec, SpecError, load_spec, resolve_timestamp, typed_scalar
+from ._spec import JobSpec, load_spec
 from ._target import Target, build_model, load_target
 
 __all__ = ["cmd_run", "cmd_graph", "cmd_inspect", "load_job", "prepare_model", "GRAPH_FORMATS",
-           "describe_failure", "parse_param", "check_report_path"]
+           "describe_failure", "parse_param", "check_report_path", "runs_on_this_machine", "SignalStop"]
 
 GRAPH_FORMATS = ("svg", "png", "pdf", "dot")
 
-#: command-line flag -> spec field, for the flags every model command accepts.
+#: command-line flag -> spec field, for the flags each command accepts.
 _SETTING_FLAGS = {"subjects": "--subjects", "ticks": "--ticks", "tick_ms": "--tick-ms",
                   "timestamp_start": "--timestamp-start", "seed": "--seed"}
 _RUN_FLAGS = {"workers": "--workers", "ray_address": "--address", "window": "--window",
@@ -66,8 +70,6 @@ def load_job(args: argparse.Namespace, masker: Masker, *, run_flags: bool) -> Jo
         spec.override("model", args.target, "TARGET")
     for text in getattr(args, "param", None) or []:
         key, value = parse_param(text)
-        if SECRET_KEY_RE.search(key) and isinstance(value, str):
-            masker.add(value)
         spec.set_param(key, value)
     flags = dict(_SETTING_FLAGS, **(_RUN_FLAGS if run_flags else {}))
     for name, flag in flags.items():
@@ -81,32 +83,45 @@ def load_job(args: argparse.Namespace, masker: Masker, *, run_flags: bool) -> Jo
 
 
 def prepare_model(spec: JobSpec) -> tuple[Target, Any]:
-    """Resolve the target, build the generator and apply the spec's settings to it."""
+    """Resolve the target, build the generator and apply the spec's settings to it (all at once, so
+    the combined checks such as the int64 time range see the final values)."""
     if is_yaml_model_ref(spec.model or ""):
         target, generator = load_yaml_target(spec)
     else:
         target = load_target(spec.model or "", spec.base_dir)
-        params = spec.params if spec.settings.get("sink") is None else python_model_params(spec, target)
+        params = spec.params if spec.extras.get("sink") is None else python_model_params(spec, target)
         generator = build_model(target, params)
+    updates: dict[str, Any] = {}
     for name, attribute in GENERATOR_ATTRIBUTES.items():
-        if name not in spec.settings:
-            continue
-        value = spec.settings[name]
-        if name == "timestamp_start":
-            value = resolve_timestamp(value)
-        try:
-            _configure(generator, attribute, value)
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise SpecError(f"the model rejected it: {exc}", field=name, line=spec.lines.get(name)) from None
+        if name in spec.settings:
+            value = spec.settings[name]
+            updates[attribute] = resolve_timestamp(value) if name == "timestamp_start" else value
+    if not updates:
+        return target, generator
+    try:
+        _configure(generator, updates)
+    except (ValueError, TypeError, AttributeError) as exc:
+        name = _named_setting(str(exc), [n for n in GENERATOR_ATTRIBUTES if n in spec.settings])
+        raise SpecError(f"the model rejected it: {exc}", field=name, line=spec.lines.get(name or ""),
+                        source=str(spec.path) if spec.path else None) from None
     return target, generator
 
 
-def _configure(generator: Any, attribute: str, value: Any) -> None:
+def _named_setting(message: str, names: list[str]) -> str | None:
+    """The spec field an error message is about (the first one it names), for its line number."""
+    for name in names:
+        if name in message or GENERATOR_ATTRIBUTES[name] in message:
+            return name
+    return names[0] if len(names) == 1 else None
+
+
+def _configure(generator: Any, updates: dict[str, Any]) -> None:
     configure = getattr(generator, "configure", None)
     if callable(configure):
-        configure(**{attribute: value})
+        configure(**updates)
     else:
-        setattr(generator, attribute, value)
+        for attribute, value in updates.items():
+            setattr(generator, attribute, value)
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -127,30 +142,58 @@ def generator_settings(generator: Any) -> dict[str, Any]:
             "transitions": len(generator.transitions)}
 
 
+def runs_on_this_machine(ray_address: str | None) -> bool:
+    """Every process of the run is on this machine: in-process, or a Ray this run starts."""
+    address = ray_address or os.environ.get("RAY_ADDRESS")
+    return not address or address == "local"
+
+
 # -- run -----------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _stop_on_signals(stop: threading.Event, stream: Any) -> Iterator[list[int]]:
-    """SIGINT/SIGTERM ask the run to stop at the next tick boundary; a second SIGINT interrupts."""
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
+class SignalStop:
+    """SIGINT/SIGTERM ask the run to stop at the next tick boundary; a second SIGINT interrupts the
+    run at once -- but only while it runs: once :meth:`finishing` is called (the run has returned),
+    signals are only recorded, so the summary and the report are always written."""
 
-    def handler(signum: int, frame: Any) -> None:  # noqa: ARG001
-        received.append(signum)
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop.set()
+    def __init__(self, stop: threading.Event, stream: Any) -> None:
+        self.stop = stop
+        self.stream = stream
+        self.received: list[int] = []
+        self._finishing = False
+
+    def __call__(self, signum: int, frame: Any) -> None:  # noqa: ARG002
+        self.received.append(signum)
+        if self._finishing:
+            return
+        if self.stop.is_set():
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            return
+        self.stop.set()
         name = signal.Signals(signum).name
-        stream.write(f"\ndoge-dist: {name} received: stopping at the next tick boundary "
-                     "(Ctrl-C again to interrupt at once)\n")
-        stream.flush()
+        self.stream.write(f"\ndoge-dist: {name} received: stopping at the next tick boundary "
+                          "(Ctrl-C again to interrupt at once)\n")
+        self.stream.flush()
 
+    def finishing(self) -> None:
+        self._finishing = True
+
+    @property
+    def first(self) -> int | None:
+        return self.received[0] if self.received else None
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event, stream: Any) -> Iterator[SignalStop]:
+    """Install a SignalStop for SIGINT and SIGTERM (main thread only); restore the old handlers after."""
+    handler = SignalStop(stop, stream)
+    if threading.current_thread() is not threading.main_thread():
+        yield handler
+        return
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield received
+        yield handler
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
@@ -205,11 +248,35 @@ def check_report_path(path: str) -> None:
         raise UsageError(f"--report {path}: cannot write in {existing}: {exc.strerror or exc}") from None
 
 
+def _choose_workers(spec: JobSpec, generator: Any, realtime: bool,
+                    speed: float) -> tuple[int, WorkersChoice | None]:
+    workers = spec.settings.get("workers", 1)
+    if workers != AUTO:
+        return workers, None
+    choice = choose_workers(generator, realtime=realtime, speed=speed)
+    return choice.workers, choice
+
+
+def _check_memory(generator: Any, workers: int, ray_address: str | None, spec: JobSpec) -> None:
+    """Refuse (exit 2) a run that cannot fit this machine, before any subject exists."""
+    if not runs_on_this_machine(ray_address):
+        return
+    from ..run._memory import check_memory, estimate_run_memory
+
+    try:
+        check_memory(estimate_run_memory(generator, workers))
+    except ModelError as exc:
+        line = spec.lines.get("subjects")
+        raise UsageError(f"{spec.path.name + ': ' if spec.path else ''}field 'subjects'"
+                         f"{f' (line {line})' if line else ''}: {exc}") from None
+
+
 def cmd_run(args: argparse.Namespace, masker: Masker) -> int:
     """``doge-dist run``: build the model, run it, print the summary, write report and graph.
 
     A bounded run stopped by SIGINT/SIGTERM exits 128 + the signal number (its data is partial);
-    an unbounded (streaming) run stopped that way exits 0.
+    an unbounded (streaming) run stopped that way exits 0. Data goes to stdout (print sinks), every
+    diagnostic (progress, summary, messages) to stderr.
     """
     started_at = _dt.datetime.now(_dt.timezone.utc)
     t_build = time.perf_counter()
@@ -219,10 +286,11 @@ def cmd_run(args: argparse.Namespace, masker: Masker) -> int:
         check_report_path(args.report)
     target, generator = prepare_model(spec)
     settings = spec.settings
-    workers = settings.get("workers", 1)
     ray_address = settings.get("ray_address")
     realtime = settings.get("realtime", False)
     speed = settings.get("speed", 1.0)
+    workers, choice = _choose_workers(spec, generator, realtime, speed)
+    _check_memory(generator, workers, ray_address, spec)
     if workers > 1 or ray_address is not None:
         _register_pickle_by_value(target)
     build_s = time.perf_counter() - t_build
@@ -232,62 +300,69 @@ def cmd_run(args: argparse.Namespace, masker: Masker) -> int:
     if not args.quiet and (tty or args.progress):
         tick_s = generator.tick_ms / 1000.0 / speed if realtime else None
         printer = ProgressPrinter(sys.stderr, masker, tty=tty, tick_s=tick_s)
+    log_level = logging.DEBUG if args.debug else logging.WARNING
 
     stop = threading.Event()
     result = None
     status = "completed"
     error: str | None = None
     exit_code = EXIT_OK
-    t_run = time.perf_counter()
     failure: BaseException | None = None
-    signals: list[int] = []
-    try:
-        with _stop_on_signals(stop, sys.stderr) as signals:
-            try:
-                result = generator.start(workers=workers, ray_address=ray_address,
-                                         window=settings.get("window"), realtime=realtime, speed=speed,
-                                         progress=printer, stop_event=stop)
-            except RunInterrupted as exc:  # the engine's own Ctrl-C handling (not in the main thread)
-                result = exc.result
-                signals.append(signal.SIGINT)
-    except KeyboardInterrupt:
-        status, exit_code = "interrupted", EXIT_INTERRUPTED
-        error = "interrupted by a second Ctrl-C; sinks were closed"
-    except Exception as exc:  # the run's own failure: exit 1 with its message (2 for a bad model)
-        failure = exc
-        status, error = "failed", describe_failure(exc)
-    finally:
-        if printer:
-            printer.finish()
-    run_s = time.perf_counter() - t_run
-    stopped_by = signal.Signals(signals[0]).name if signals else None
-    if result is not None and result.stopped:
-        status = "stopped"
-        if generator.ticks_num is not None and signals:  # a bounded run cut short: partial data
-            exit_code = 128 + signals[0]
-            error = (f"stopped by {stopped_by} after {result.ticks:,} of {generator.ticks_num:,} ticks; "
-                     "the sinks were closed, the data is partial")
-
-    if result is not None and not args.quiet:
-        print(summary_table(result, status=status, tick_ms=generator.tick_ms, realtime=realtime, speed=speed,
-                            mask=masker.mask), flush=True)
-    if result is not None and realtime and result.max_lag_s > generator.tick_ms / 1000.0 / speed:
-        sys.stderr.write(f"doge-dist: warning: the run fell behind the wall clock by up to "
-                         f"{result.max_lag_s:.3f} s (more than one tick)\n")
     report_error: str | None = None
-    if args.report:
-        report = build_report(
-            status=status, masker=masker, spec=spec.resolved(), fingerprint=generator.model_fingerprint(),
-            seed=result.seed if result is not None else generator.seed, result=result,
-            started_at=started_at, finished_at=_dt.datetime.now(_dt.timezone.utc), build_s=build_s,
-            run_s=run_s, error=error, generator=generator_settings(generator),
-            masked=spec.masked_fields(), masking=MASKING_RULE, stopped_by=stopped_by)
+    with _stop_on_signals(stop, sys.stderr) as signals:  # kept until the report is on disk
+        t_run = time.perf_counter()
         try:
-            write_report(args.report, report)
-        except OSError as exc:
-            report_error = f"could not write --report {args.report}: {exc.strerror or exc}"
-            if failure is not None or exit_code != EXIT_OK:
-                sys.stderr.write(masker.mask(f"doge-dist: error: {report_error}") + "\n")
+            result = generator.start(workers=workers, ray_address=ray_address, window=settings.get("window"),
+                                     realtime=realtime, speed=speed, progress=printer, stop_event=stop,
+                                     worker_setup=InstallLogMasking(masker, log_level))
+        except RunInterrupted as exc:  # the engine's own Ctrl-C handling (not in the main thread)
+            result = exc.result
+            signals.received.append(signal.SIGINT)
+        except KeyboardInterrupt:
+            status, exit_code = "interrupted", EXIT_INTERRUPTED
+            error = "interrupted by a second Ctrl-C; sinks were closed"
+        except Exception as exc:  # the run's own failure: exit 1 with its message (2 for a bad model)
+            failure = exc
+            result = getattr(exc, "result", None)  # a partial result: every shard's counts so far
+            status, error = "failed", describe_failure(exc)
+            if result is not None:
+                error += f" ({describe_counts(result)} before the failure)"
+        finally:
+            signals.finishing()
+            if printer:
+                printer.finish()
+        run_s = time.perf_counter() - t_run
+        stopped_by = signal.Signals(signals.first).name if signals.first is not None else None
+        if failure is None and result is not None and result.stopped:
+            status = "stopped"
+            if generator.ticks_num is not None and signals.first is not None:  # cut short: partial data
+                exit_code = 128 + signals.first
+                error = (f"stopped by {stopped_by} after {result.ticks:,} of {generator.ticks_num:,} ticks; "
+                         "the sinks were closed, the data is partial")
+
+        if result is not None and not args.quiet:
+            summary = summary_table(result, status=status, tick_ms=generator.tick_ms, realtime=realtime,
+                                    speed=speed, mask=masker.mask, wall_s=run_s,
+                                    workers_choice=choice.reason if choice else None)
+            sys.stderr.write(summary + "\n")
+            sys.stderr.flush()
+        if result is not None and realtime and result.max_lag_s > generator.tick_ms / 1000.0 / speed:
+            sys.stderr.write(f"doge-dist: warning: the run fell behind the wall clock by up to "
+                             f"{result.max_lag_s:.3f} s (more than one tick)\n")
+        if args.report:
+            report = build_report(
+                status=status, masker=masker, spec=spec.resolved(), fingerprint=generator.model_fingerprint(),
+                seed=result.seed if result is not None else generator.seed, result=result,
+                started_at=started_at, finished_at=_dt.datetime.now(_dt.timezone.utc), build_s=build_s,
+                run_s=run_s, error=error, generator=generator_settings(generator),
+                masked=spec.masked_fields(), masked_variables=spec.masked_variables(), masking=MASKING_RULE,
+                stopped_by=stopped_by, workers_choice=choice.to_dict() if choice else None)
+            try:
+                write_report(args.report, report)
+            except OSError as exc:
+                report_error = f"could not write --report {args.report}: {exc.strerror or exc}"
+                if failure is not None or exit_code != EXIT_OK:
+                    sys.stderr.write(masker.mask(f"doge-dist: error: {report_error}") + "\n")
     if isinstance(failure, ModelError):  # raised by start() before the run began: bad input
         raise UsageError(f"model {spec.model!r} is invalid for this run: {error}") from failure
     if failure is not None:
@@ -305,7 +380,8 @@ def cmd_run(args: argparse.Namespace, masker: Masker) -> int:
         except Exception as exc:
             raise RunFailed(f"could not draw --graph-out {args.graph_out}: {describe_failure(exc)}") from exc
         if not args.quiet:
-            print(masker.mask(f"graph with observed counts written to {written}"))
+            message = f"doge-dist: graph with observed counts written to {written}"
+            sys.stderr.write(masker.mask(message) + "\n")
     if exit_code != EXIT_OK:  # a bounded run stopped by a signal
         sys.stderr.write(masker.mask(f"doge-dist: {error}") + "\n")
     return exit_code
@@ -315,7 +391,7 @@ def cmd_run(args: argparse.Namespace, masker: Masker) -> int:
 
 
 def cmd_graph(args: argparse.Namespace, masker: Masker) -> int:
-    """``doge-dist graph``: draw the model (svg, png, pdf, or DOT source)."""
+    """``doge-dist graph``: draw the model (svg, png, pdf, or DOT source on stdout)."""
     spec = load_job(args, masker, run_flags=False)
     if args.output is not None:
         fmt = (args.format or Path(args.output).suffix.lstrip(".")).lower()
@@ -338,7 +414,7 @@ def cmd_graph(args: argparse.Namespace, masker: Masker) -> int:
         raise UsageError(str(exc)) from exc
     except Exception as exc:
         raise RunFailed(f"could not render {args.output}: {describe_failure(exc)}") from exc
-    print(f"graph written to {written}")
+    sys.stderr.write(f"doge-dist: graph written to {written}\n")
     return EXIT_OK
 
 

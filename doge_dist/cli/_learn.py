@@ -203,8 +203,7 @@ def cmd_fit(args: argparse.Namespace, masker: Masker) -> int:
         _write(args.output, model_to_text(result.model, header))
     except OSError as exc:
         raise RunFailed(f"could not write -o {args.output}: {exc.strerror or exc}") from exc
-    print(masker.mask(result.summary()))
-    print(f"model written to {args.output}")
+    sys.stderr.write(masker.mask(result.summary()) + f"\nmodel written to {args.output}\n")
     return EXIT_OK
 
 
@@ -233,11 +232,11 @@ def cmd_compare(args: argparse.Namespace, masker: Masker) -> int:
     from ..learn._compare import compare_stats
 
     comparison = compare_stats(real, generated)
-    print(comparison.table())
+    print(comparison.table())  # the comparison is the command's data: stdout
     if args.json:
         _write(args.json, json.dumps(comparison.to_dict(), indent=2) + "\n")
-        print(f"numbers written to {args.json}")
+        sys.stderr.write(f"numbers written to {args.json}\n")
     if args.html:
         _write(args.html, learn.render_html(comparison))
-        print(f"page written to {args.html}")
+        sys.stderr.write(f"page written to {args.html}\n")
     return EXIT_OK

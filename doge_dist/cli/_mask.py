@@ -1,42 +1,60 @@
-"""Keep secrets out of logs, progress, summaries and reports.
+"""Keep secrets out of logs, progress, summaries, errors and reports -- and nothing else.
 
-The rule (shown in ``doge-dist run --help`` and in every report): every value substituted from a
-``${VAR}`` in a job spec is masked as ``***``, except the numeric run settings (see
-:data:`NUMERIC_FIELDS`) holding a number, boolean or null. Values of keys named like secrets
-(``password``, ``token``...) and passwords in URLs (``scheme://user:***@host``) are masked too.
+The rule (shown in ``doge-dist run --help`` and stated in every report, see :data:`MASKING_RULE`):
+masked are the values of environment variables whose names look like secrets, of variables the spec
+lists under ``secrets:``, of settings known to hold secrets (``sasl.password``, ``basic.auth.user.info``,
+any key named like ``password`` or ``token``...) and the password of every URL. Everything else
+(hosts, ports, paths, topics, tables) is shown as it is, so that errors stay readable.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
-__all__ = ["MASK", "SECRET_VAR_RE", "SECRET_KEY_RE", "NUMERIC_FIELDS", "MIN_TOKEN_LEN", "MASKING_RULE",
-           "Masker", "MaskingFormatter", "mask_url_passwords", "masked_paths"]
+__all__ = ["MASK", "SECRET_VAR_RE", "SECRET_KEY_RE", "SECRET_SETTINGS", "MASKING_RULE", "Masker",
+           "MaskingFormatter", "MaskingFilter", "InstallLogMasking", "mask_url_passwords", "masked_paths",
+           "is_secret_var", "is_secret_key", "url_passwords"]
 
 MASK = "***"
-#: Environment variables that certainly hold secrets: their values are masked wherever they appear,
-#: even inside a longer word. (Every other interpolated value is masked too, as a whole token.)
+#: Environment variables whose values are secrets, by name (case-insensitive).
 SECRET_VAR_RE = re.compile(r"PASS|PWD|SECRET|TOKEN|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
-#: Mapping keys (e.g. model params) whose values are always shown masked.
-SECRET_KEY_RE = re.compile(r"pass|pwd|secret|token|credential|auth|api[_-]?key|private[_-]?key|"
-                           r"access[_-]?key", re.IGNORECASE)
-#: Run settings whose interpolated numbers/booleans stay visible (top level, or a param of that name).
-NUMERIC_FIELDS = ("subjects", "ticks", "tick_ms", "timestamp_start", "seed", "workers", "window", "realtime",
-                  "speed")
-#: Interpolated values shorter than this are masked in the report's spec but not searched for in
-#: free text (masking every "1" or "eu" in messages would garble them without protecting anything).
-MIN_TOKEN_LEN = 4
+#: Mapping keys (model params, nested client configs) whose values are secrets, by name.
+SECRET_KEY_RE = re.compile(r"pass|pwd|secret|token|credential|auth|api[._-]?key|private[._-]?key|"
+                           r"access[._-]?key", re.IGNORECASE)
+#: Settings of librdkafka (confluent-kafka producers) and of the Schema Registry client that hold
+#: secrets whatever their name says (``ssl.key.pem``, ``sasl.oauthbearer.config``...).
+SECRET_SETTINGS = frozenset({
+    "sasl.password", "sasl.jaas.config", "sasl.oauthbearer.config", "sasl.oauthbearer.client.secret",
+    "sasl.oauthbearer.client.credentials.client.secret", "sasl.oauthbearer.assertion.private.key.pem",
+    "sasl.oauthbearer.assertion.private.key.passphrase", "ssl.key.password", "ssl.key.pem", "ssl_key",
+    "ssl.keystore.password", "ssl.truststore.password", "basic.auth.user.info", "bearer.auth.token",
+    "bearer.auth.client.secret",
+})
 MASKING_RULE = (
-    "every value substituted from ${VAR} in the job spec is shown as *** (in the report, sink names, "
-    "progress, messages and logs), except numbers/booleans of the run settings "
-    f"{', '.join(NUMERIC_FIELDS)} (top level or a param of that name); values of keys named like "
-    "secrets (password, pass, pwd, token, secret, auth, api_key...) and passwords in URLs are masked too; "
-    f"values shorter than {MIN_TOKEN_LEN} characters are masked in the report's spec only")
+    "masked as *** (in the report, sink names, progress, messages and logs, also of Ray workers) are: "
+    "the values of environment variables whose names contain PASS, PWD, SECRET, TOKEN, KEY, CREDENTIAL "
+    "or AUTH (any case) and of the variables listed under 'secrets:' in the job spec; the values of "
+    "settings that hold secrets (keys named like password, token, secret, auth, api_key, and client "
+    "settings such as sasl.password, ssl.key.password, ssl.keystore.password, basic.auth.user.info, "
+    "bearer.auth.token); and the password of every URL (scheme://user:***@host). Everything else is "
+    "shown as it is. The report lists the masked fields and variables by name")
 
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):(?P<password>[^@/\s]+)@")
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s,]*):(?P<password>[^@/\s]+)@")
+
+
+def is_secret_var(name: str, declared: Iterable[str] = ()) -> bool:
+    """An environment variable whose value is a secret: named like one, or listed under ``secrets:``."""
+    return bool(SECRET_VAR_RE.search(name)) or name in set(declared)
+
+
+def is_secret_key(key: Any) -> bool:
+    """A mapping key whose value is a secret (``db_password``, ``sasl.password``, ``ssl.key.pem``...)."""
+    return isinstance(key, str) and (key.lower() in SECRET_SETTINGS or bool(SECRET_KEY_RE.search(key)))
 
 
 def mask_url_passwords(text: str) -> str:
@@ -44,24 +62,40 @@ def mask_url_passwords(text: str) -> str:
     return _URL_PASSWORD.sub(lambda m: f"{m.group('head')}:{MASK}@", text)
 
 
-def _is_word(char: str) -> bool:
-    return char.isalnum() or char == "_"
+def url_passwords(text: str) -> list[str]:
+    """The passwords of the URLs in ``text`` (as written and percent-decoded)."""
+    found: list[str] = []
+    for match in _URL_PASSWORD.finditer(text):
+        password = match.group("password")
+        found += [password, unquote(password)]
+    for part in text.split(","):  # urlsplit also reads a password the regex leaves (e.g. with '/')
+        try:
+            password = urlsplit(part.strip()).password
+        except ValueError:
+            continue
+        if password:
+            found += [password, unquote(password)]
+    return [p for p in dict.fromkeys(found) if p]
 
 
 class Masker:
-    """Replaces known secret values and URL passwords with ``***``.
+    """Replaces known secret values and URL passwords with ``***`` wherever they occur.
 
-    ``add()`` registers a secret masked wherever it occurs; ``add_token()`` registers a value masked
-    where it stands as a whole token (not inside a longer word: the value ``postgres`` leaves
-    ``postgresql`` alone), for interpolated values that are not known to be secrets.
+    Picklable (it travels to Ray workers inside :class:`InstallLogMasking`).
     """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets: set[str] = set()
-        self._tokens: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
         for secret in secrets:
             self.add(secret)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"secrets": sorted(self._secrets)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._secrets = set(state["secrets"])
+        self._pattern = None
 
     def add(self, secret: Any) -> None:
         """Remember a secret value (empty values are ignored)."""
@@ -69,31 +103,13 @@ class Masker:
             self._secrets.add(secret)
             self._pattern = None
 
-    def add_token(self, value: Any) -> None:
-        """Remember a value to mask where it stands alone (short values are not searched for)."""
-        if isinstance(value, str) and len(value.strip()) >= MIN_TOKEN_LEN and value not in self._tokens:
-            self._tokens.add(value)
-            self._pattern = None
-
     @property
     def secrets(self) -> frozenset[str]:
         return frozenset(self._secrets)
 
-    @property
-    def tokens(self) -> frozenset[str]:
-        return frozenset(self._tokens)
-
     def _compiled(self) -> re.Pattern[str] | None:
-        if self._pattern is None and (self._secrets or self._tokens):
-            alternatives = []
-            values = [(v, False) for v in self._secrets] + [(v, True) for v in self._tokens - self._secrets]
-            for value, whole in sorted(values, key=lambda item: len(item[0]), reverse=True):
-                part = re.escape(value)
-                if whole and _is_word(value[0]):
-                    part = r"(?<![A-Za-z0-9_])" + part
-                if whole and _is_word(value[-1]):
-                    part += r"(?![A-Za-z0-9_])"
-                alternatives.append(part)
+        if self._pattern is None and self._secrets:
+            alternatives = [re.escape(v) for v in sorted(self._secrets, key=len, reverse=True)]
             self._pattern = re.compile("|".join(alternatives))
         return self._pattern
 
@@ -107,7 +123,7 @@ class Masker:
     def mask_data(self, data: Any, *, mask_keys: bool = False) -> Any:
         """A copy of JSON-like data with secrets masked in every string.
 
-        ``mask_keys`` also masks the value of every key named like a secret (``password``, ``token``...).
+        ``mask_keys`` also masks the value of every key that holds a secret (:func:`is_secret_key`).
         Keys that become equal once masked keep apart with ``#2``, ``#3`` suffixes.
         """
         if isinstance(data, str):
@@ -121,9 +137,8 @@ class Masker:
                     while f"{skey}#{n}" in masked:
                         n += 1
                     skey = f"{skey}#{n}"
-                secret_key = mask_keys and isinstance(key, str) and SECRET_KEY_RE.search(key)
-                if secret_key and value not in (None, "") and isinstance(value, (str, int, float)) \
-                        and not isinstance(value, bool):
+                if mask_keys and is_secret_key(key) and value not in (None, "") \
+                        and isinstance(value, (str, int, float)) and not isinstance(value, bool):
                     masked[skey] = MASK
                     continue
                 masked[skey] = self.mask_data(value, mask_keys=mask_keys)
@@ -159,3 +174,63 @@ class MaskingFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return self.masker.mask(super().format(record))
+
+
+class MaskingFilter(logging.Filter):
+    """A handler filter that masks a record's message and traceback before any formatter sees it
+    (for handlers whose formatter is not ours, such as Ray's in its worker processes)."""
+
+    def __init__(self, masker: Masker) -> None:
+        super().__init__()
+        self.masker = masker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken %-format: leave it to the handler's error path
+            return True
+        record.msg, record.args = self.masker.mask(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.masker.mask(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.masker.mask(record.stack_info)
+        return True
+
+
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+class InstallLogMasking:
+    """``worker_setup`` for ``generator.start()``: in each Ray worker process, mask every log record
+    (a filter on every handler there, and a masked stderr handler on the root logger when it has none)
+    and route ``warnings`` through logging. Picklable: it carries the masker and a level."""
+
+    def __init__(self, masker: Masker, level: int = logging.WARNING) -> None:
+        self.masker = masker
+        self.level = level
+
+    def __call__(self) -> None:
+        install_log_masking(self.masker, self.level, replace_handlers=False)
+
+
+def install_log_masking(masker: Masker, level: int, *, replace_handlers: bool) -> None:
+    """Mask every log record of this process; ``replace_handlers`` makes ours the only root handler."""
+    root = logging.getLogger()
+    if replace_handlers:
+        for old in list(root.handlers):
+            root.removeHandler(old)
+    if replace_handlers or not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(MaskingFormatter(masker, LOG_FORMAT))
+        root.addHandler(handler)
+        root.setLevel(level)
+    known = logging.Logger.manager.loggerDict.values()
+    loggers = [root] + [lg for lg in known if isinstance(lg, logging.Logger)]
+    for logger in loggers:
+        for handler in logger.handlers:
+            for existing in [f for f in handler.filters if isinstance(f, MaskingFilter)]:
+                handler.removeFilter(existing)
+            handler.addFilter(MaskingFilter(masker))
+    logging.captureWarnings(True)

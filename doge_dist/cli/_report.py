@@ -13,7 +13,8 @@ from typing import Any
 from ..run._result import RunResult
 from ._mask import Masker
 
-__all__ = ["package_versions", "summary_table", "build_report", "write_report", "REPORT_FORMAT"]
+__all__ = ["package_versions", "summary_table", "build_report", "write_report", "describe_counts",
+           "run_timings", "REPORT_FORMAT", "TIMING_PARTS"]
 
 REPORT_FORMAT = 1
 _PACKAGES = ("doge-dist", "numpy", "ray", "confluent-kafka", "sqlalchemy")
@@ -47,16 +48,60 @@ def _same(text: str) -> str:
     return text
 
 
+#: The parts of a run's wall time (``RunResult.timings``), in order, with their names in the summary.
+TIMING_PARTS = (("ray_start_s", "Ray start"), ("actor_start_s", "actor start"),
+                ("create_s", "subject creation"), ("simulate_s", "simulation"), ("close_s", "closing sinks"))
+
+
+def run_timings(result: RunResult) -> dict[str, float]:
+    """The run's wall-time parts (empty when the run does not report them)."""
+    timings = getattr(result, "timings", None) or {}
+    return {k: float(v) for k, v in dict(timings).items() if isinstance(v, (int, float))}
+
+
+def _time_line(result: RunResult, wall_s: float | None) -> str:
+    timings = run_timings(result)
+    total = timings.get("total_s", wall_s if wall_s is not None else result.elapsed_s)
+    parts = [f"{label} {timings[key]:.2f} s" for key, label in TIMING_PARTS if key in timings]
+    if parts:
+        return f"  time: {total:.2f} s wall = " + " + ".join(parts)
+    if wall_s is not None and wall_s - result.elapsed_s > max(0.05, 0.1 * wall_s):
+        return (f"  time: {total:.2f} s wall; {result.elapsed_s:.2f} s in the shards (creation, simulation, "
+                "closing sinks), the rest starting and stopping workers")
+    return f"  time: {total:.2f} s wall"
+
+
+def describe_counts(result: RunResult) -> str:
+    """``1,234 events in 3 ticks from 2 shard(s); sinks delivered 1,200, failed 34`` (for one-line errors)."""
+    shards = len(result.shards) or result.workers
+    text = f"{result.total_events:,} events in {result.ticks:,} ticks from {shards} shard(s)"
+    totals: dict[str, int] = {}
+    for stats in result.sink_stats.values():
+        for key in ("delivered", "failed"):
+            if isinstance(stats.get(key), (int, float)):
+                totals[key] = totals.get(key, 0) + int(stats[key])
+    if totals:
+        text += "; sinks " + ", ".join(f"{key} {value:,}" for key, value in totals.items())
+    return text
+
+
 def summary_table(result: RunResult, *, status: str, tick_ms: int | None = None,
-                  realtime: bool = False, speed: float = 1.0, mask: Callable[[str], str] = _same) -> str:
+                  realtime: bool = False, speed: float = 1.0, mask: Callable[[str], str] = _same,
+                  wall_s: float | None = None, workers_choice: str | None = None) -> str:
     """Events and vetoes per trigger, events and delivery stats per sink, rate and time.
 
-    ``mask`` is applied to the names (triggers, sinks), not to the table around them.
+    ``wall_s`` is the whole run's wall time as the caller measured it (Ray start included); the parts
+    come from ``result.timings`` when the run reports them. ``mask`` is applied to the names
+    (triggers, sinks), not to the table around them.
     """
     ticks = f"{result.ticks:,} ticks"
-    head = (f"doge-dist: run {status}: {result.subjects:,} subjects x {ticks} in {result.elapsed_s:.2f} s "
+    total = run_timings(result).get("total_s", wall_s if wall_s is not None else result.elapsed_s)
+    head = (f"doge-dist: run {status}: {result.subjects:,} subjects x {ticks} in {total:.2f} s "
             f"(workers {result.workers}, seed {result.seed})")
-    lines = [head, ""]
+    lines = [head]
+    if workers_choice:
+        lines.append(f"  workers: {result.workers} ({workers_choice})")
+    lines.append("")
     triggers = list(dict.fromkeys([*result.events_by_trigger, *result.vetoed_by_trigger]))
     rows = [[mask(t), f"{result.events_by_trigger.get(t, 0):,}", f"{result.vetoed_by_trigger.get(t, 0):,}"]
             for t in triggers]
@@ -70,8 +115,12 @@ def summary_table(result: RunResult, *, status: str, tick_ms: int | None = None,
         lines.append("")
         lines += _table(["sink", "events", *stat_keys], rows)
     lines.append("")
-    lines.append(f"  rate: {result.events_per_s:,.0f} events/s, {result.subject_ticks_per_s:,.0f} "
-                 f"subject-ticks/s; time {result.elapsed_s:.3f} s")
+    simulate = run_timings(result).get("simulate_s", result.elapsed_s)
+    rate_events = result.total_events / simulate if simulate > 0 else 0.0
+    rate_ticks = result.subjects * result.ticks / simulate if simulate > 0 else 0.0
+    lines.append(f"  rate: {rate_events:,.0f} events/s, {rate_ticks:,.0f} subject-ticks/s "
+                 f"(over {simulate:.3f} s)")
+    lines.append(_time_line(result, wall_s))
     if realtime:
         pace = f"{tick_ms} ms per tick at speed {speed:g}" if tick_ms else f"speed {speed:g}"
         lines.append(f"  realtime: {pace}; max lag behind the wall clock {result.max_lag_s:.3f} s")
@@ -99,13 +148,19 @@ def build_report(
     error: str | None = None,
     generator: dict[str, Any] | None = None,
     masked: list[str] | None = None,
+    masked_variables: list[str] | None = None,
     masking: str | None = None,
     stopped_by: str | None = None,
+    workers_choice: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON report of a run (every string masked).
 
-    ``masked`` lists the spec fields shown (partly) as ``***`` and ``masking`` states the rule;
-    ``stopped_by`` names the signal that stopped the run, if one did.
+    ``masked`` lists the spec fields shown (partly) as ``***``, ``masked_variables`` the environment
+    variables whose values are masked (names, never values), and ``masking`` states the rule;
+    ``stopped_by`` names the signal that stopped the run, if one did. A failed run's partial result
+    (every shard's counts so far) is reported like a finished one's. ``timings`` holds the wall-time
+    parts of the run when it reports them (``ray_start_s``, ``actor_start_s``, ``create_s``,
+    ``simulate_s``, ``close_s``, ``total_s``).
     """
     report: dict[str, Any] = {
         "format": REPORT_FORMAT,
@@ -116,7 +171,9 @@ def build_report(
         "seed": seed,
         "spec": spec,
         "masked": list(masked or []),
+        "masked_variables": list(masked_variables or []),
         "masking": masking,
+        "workers_choice": workers_choice,
         "generator": generator,
         "versions": package_versions(),
         "timings": {
@@ -134,6 +191,7 @@ def build_report(
         "result": None,
     }
     if result is not None:
+        report["timings"].update(run_timings(result))
         report.update(
             events_by_trigger=result.events_by_trigger,
             vetoed_by_trigger=result.vetoed_by_trigger,

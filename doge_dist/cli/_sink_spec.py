@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ModelError
-from ..sinks._spec import SinkSpecError, build_sink, check_sink_keys
+from ..sinks._spec import SinkSpecError, build_sink
+from ._errors import SpecError
 from ._target import Target
 
-__all__ = ["is_yaml_model_ref", "validate_sink", "load_yaml_target", "python_model_params", "spec_sink"]
+__all__ = ["is_yaml_model_ref", "load_yaml_target", "python_model_params", "spec_sink"]
 
 
 def is_yaml_model_ref(text: str) -> bool:
@@ -24,14 +25,7 @@ def is_yaml_model_ref(text: str) -> bool:
     return text.strip().lower().endswith((".yaml", ".yml"))
 
 
-def validate_sink(value: Any) -> dict[str, Any]:
-    """The spec's ``sink:`` checked for its type and keys (SinkSpecError names the bad key)."""
-    return check_sink_keys(value)
-
-
 def _spec_error(spec: Any, exc: SinkSpecError) -> ValueError:
-    from ._spec import SpecError
-
     field = f"sink.{exc.key}" if exc.key else "sink"
     line = spec.lines.get(field, spec.lines.get("sink"))
     message = str(exc).removeprefix("sink: ")
@@ -41,7 +35,7 @@ def _spec_error(spec: Any, exc: SinkSpecError) -> ValueError:
 
 def spec_sink(spec: Any, *, record: Any, for_model: bool) -> Any:
     """The sink the spec declares (None when it declares none)."""
-    data = spec.settings.get("sink")
+    data = spec.extras.get("sink")
     if data is None:
         return None
     try:
@@ -58,8 +52,6 @@ def _model_path(spec: Any) -> Path:
 def load_yaml_target(spec: Any) -> tuple[Target, Any]:
     """The generator of a YAML model with the spec's sink on every transition."""
     from ..model import _yaml_model
-    from ._spec import SpecError
-
     path = _model_path(spec)
     try:
         model = _yaml_model.read_model(path)
@@ -73,8 +65,6 @@ def load_yaml_target(spec: Any) -> tuple[Target, Any]:
 
 def python_model_params(spec: Any, target: Target) -> dict[str, Any]:
     """The model function's params plus ``sink=`` built from the spec's ``sink:``."""
-    from ._spec import SpecError
-
     if "sink" in spec.params:
         raise SpecError("give the sink either as params.sink or as sink:, not both", field="sink",
                         line=spec.lines.get("sink"))

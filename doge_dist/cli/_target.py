@@ -91,9 +91,8 @@ def _import_module(name: str, text: str) -> ModuleType:
     except SyntaxError as exc:
         raise TargetError(f"bad target {text!r}: syntax error in {exc.filename} line {exc.lineno}: "
                           f"{exc.msg}") from None
-    except Exception as exc:
-        raise TargetError(f"bad target {text!r}: importing {name} failed: "
-                          f"{type(exc).__name__}: {exc}") from exc
+    except (Exception, SystemExit) as exc:
+        raise TargetError(f"bad target {text!r}: importing {name} failed: {_what(exc)}") from exc
 
 
 def _load_file(path: Path, text: str) -> ModuleType:
@@ -122,10 +121,17 @@ def _load_file(path: Path, text: str) -> ModuleType:
         del sys.modules[name]
         raise TargetError(f"bad target {text!r}: syntax error in {exc.filename} line {exc.lineno}: "
                           f"{exc.msg}") from None
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # importing the model must not end the command silently
         del sys.modules[name]
-        raise TargetError(f"bad target {text!r}: loading {path} failed: {type(exc).__name__}: {exc}") from exc
+        raise TargetError(f"bad target {text!r}: loading {path} failed: {_what(exc)}") from exc
     return module
+
+
+def _what(exc: BaseException) -> str:
+    """What went wrong, in words: ``KeyError: 'x'`` or ``it called sys.exit(3)``."""
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _extend_pythonpath(directory: str) -> None:
@@ -151,9 +157,10 @@ def build_model(target: Target, params: dict[str, Any]) -> Any:
     try:
         generator = obj(**params)
     except ValueError as exc:  # ModelError included
-        raise ModelBuildError(f"model {target.text!r} is invalid: {exc}") from exc
-    except (TypeError, ImportError) as exc:
-        raise ModelBuildError(f"model {target.text!r} could not be built: {exc}") from exc
+        raise ModelBuildError(f"the model function {target.text} failed: the model is invalid: {exc}") \
+            from exc
+    except (Exception, SystemExit) as exc:  # sys.exit() there must not end the command silently
+        raise ModelBuildError(f"the model function {target.text} failed: {_what(exc)}") from exc
     if not isinstance(generator, DataOnlineGenerator):
         raise ModelBuildError(f"model function {target.text!r} returned {type(generator).__name__}, "
                               "expected a DataOnlineGenerator")

@@ -309,9 +309,9 @@ def read_query(db_url: str, query: str, fields: LogFields, rows: int = SQL_ROWS)
     """The rows of ``query`` (streamed with server-side cursors where the driver has them)."""
     import sqlalchemy as sa
 
-    from ..sinks._db import _masked, normalize_db_url
+    from ..sinks._db_url import masked_url, normalize_db_url
 
-    shown = _masked(db_url)
+    shown = masked_url(db_url)
     try:
         engine = sa.create_engine(normalize_db_url(db_url))
     except Exception as exc:

@@ -7,6 +7,7 @@ that name the shard.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -426,7 +427,8 @@ def _connect(ray_address: str | None) -> bool:
     address = ray_address or os.environ.get("RAY_ADDRESS")
     if address:
         _check_reachable(address)
-        ray.init(address=address, log_to_driver=True)
+        with _keep_signal_handlers():
+            ray.init(address=address, log_to_driver=True)
         return False
     # Workers import the model's modules by the driver's path. Ray's processes inherit this
     # environment; a runtime_env with env_vars would do the same but slows every actor's start
@@ -435,13 +437,48 @@ def _connect(ray_address: str | None) -> bool:
     previous = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     try:
-        ray.init(include_dashboard=False, log_to_driver=True)
+        with _keep_signal_handlers(), _quiet_token_auth_notice():
+            ray.init(include_dashboard=False, log_to_driver=True)
     finally:
         if previous is None:
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = previous
     return True
+
+
+@contextlib.contextmanager
+def _quiet_token_auth_notice() -> Iterator[None]:
+    """A Ray started here turns token authentication on (RAY_AUTH_MODE unset) and says so as a WARNING
+    on every run ("Token authentication is enabled for this Ray cluster..."): that is Ray's secure
+    default, not a problem, so hold back that logger's warnings during ray.init(). (Setting
+    RAY_AUTH_MODE=token beforehand would also silence it, but the driver's Ray config is read when ray is
+    imported, so the driver would then be refused by its own cluster.)"""
+    notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = notice.level
+    notice.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        notice.setLevel(level)
+
+
+@contextlib.contextmanager
+def _keep_signal_handlers() -> Iterator[None]:
+    """ray.init() installs a SIGTERM handler that calls sys.exit(): keep the caller's SIGINT/SIGTERM
+    handlers instead (the CLI's stop at a window boundary, close sinks, write the report)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            if handler is not None:
+                signal.signal(sig, handler)
 
 
 def _check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:

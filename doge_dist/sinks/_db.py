@@ -2,26 +2,32 @@
 
 Works with PostgreSQL (``postgresql+psycopg://``), SQLite and MySQL/MariaDB (``mysql+pymysql://``);
 doge-datagen style ``postgresql://`` and ``mysql://`` URLs use those drivers when the
-SQLAlchemy defaults (psycopg2, mysqlclient) are not installed. On PostgreSQL with psycopg 3,
-batches can go through ``COPY ... FROM STDIN`` instead of multi-row INSERTs (``copy=``).
-Every wait on the database is bounded (``connect_timeout``, ``statement_timeout_s``).
+SQLAlchemy defaults (psycopg2, mysqlclient) are not installed (``_db_url``). On PostgreSQL with
+psycopg 3, batches can go through ``COPY ... FROM STDIN`` instead of multi-row INSERTs (``copy=``).
+Every wait on the database is bounded (``_db_timeouts``). Building a sink does no I/O: the table is
+checked (and created when ``create_table=`` says how) by ``prepare()`` on the driver before any
+subject exists, and again lazily where the sink writes.
 This module imports SQLAlchemy lazily: ``import doge_dist`` never does.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import operator
 import os
-import socket
-import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ModelError, SinkError
 from ..model._vocabulary import EventSink, Transition
+from ._db_timeouts import (
+    DEFAULT_STATEMENT_TIMEOUT_S,
+    Watchdog,
+    bound_hit,
+    bounding_connect_args,
+    watchdog_seconds,
+)
+from ._db_url import mask_password, masked_url, normalize_db_url
 from ._pickling import PicklesAsDescription
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,164 +36,10 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["DbSinkFactory", "DbSink", "normalize_db_url", "DEFAULT_STATEMENT_TIMEOUT_S"]
 
 RowMapper = Callable[[int, Any, Transition], dict]
+#: What ``create_table=`` takes: DDL text, a SQLAlchemy ``Table``, or ``callable(connection)``.
+TableCreator = Any
 
 _COPY_CHOICES = (True, False, "auto")
-
-#: The default bound on one statement (INSERT, COPY, COMMIT, reflection), in seconds.
-DEFAULT_STATEMENT_TIMEOUT_S = 60.0
-
-# error texts of a statement that hit its bound: PostgreSQL, MySQL/MariaDB server, pymysql
-# read timeout, SQLite busy timeout
-_STATEMENT_BOUND_HIT = ("statement timeout", "lock wait timeout", "during query (timed out)",
-                        "database is locked")
-
-# drivername without a driver -> (SQLAlchemy's default DBAPI module, the one doge-dist's extras
-# install, the drivername to use instead when only the latter is importable)
-_DEFAULT_DRIVERS = {
-    "postgresql": ("psycopg2", "psycopg", "postgresql+psycopg"),
-    "mysql": ("MySQLdb", "pymysql", "mysql+pymysql"),
-    "mariadb": ("MySQLdb", "pymysql", "mariadb+pymysql"),
-}
-
-
-def _masked(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a parseable URL: say so without echoing anything secret
-        return "<unparseable database URL>"
-
-
-def _importable(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def _libpq_version(driver: str) -> int:
-    try:
-        if driver == "psycopg":
-            from psycopg import pq
-
-            return pq.version()
-        from psycopg2 import extensions
-
-        return extensions.libpq_version()
-    except Exception:  # driver missing (the engine will say so) or too old to tell
-        return 0
-
-
-def _grace(statement_timeout_s: float) -> int:
-    """Extra seconds client-side bounds wait beyond the server's, so the server's clear error wins."""
-    return max(1, min(5, math.ceil(statement_timeout_s)))
-
-
-class _Watchdog:
-    """Cuts a database connection (``shutdown()`` on its socket) that is still busy after ``seconds``.
-
-    For drivers that expose the socket (psycopg 3, psycopg2: ``fileno()``); the blocked call then
-    fails with a connection error. Works on a duplicate of the descriptor, so it never touches a
-    socket the driver has already closed and the descriptor number reused. One thread per process
-    (:class:`_WatchdogThread`) watches every armed guard.
-    """
-
-    __slots__ = ("seconds", "fired", "deadline", "_sock")
-
-    def __init__(self, conn: Connection, seconds: float | None) -> None:
-        self.seconds = seconds
-        self.fired = False
-        self.deadline = 0.0
-        self._sock: socket.socket | None = None
-        fileno = getattr(conn.connection.driver_connection, "fileno", None)
-        if seconds is None or fileno is None:
-            return
-        try:
-            self._sock = socket.socket(fileno=os.dup(fileno()))
-        except (OSError, ValueError):
-            return
-        self.deadline = time.monotonic() + seconds
-        _WATCHDOG.arm(self)
-
-    def fire(self) -> None:
-        """Called by the watchdog thread, holding its lock."""
-        if self._sock is not None:
-            self.fired = True
-            try:
-                self._sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cancel(self) -> None:
-        if self._sock is not None:
-            _WATCHDOG.disarm(self)  # after this the thread no longer fires it
-            self._sock.close()
-            self._sock = None
-
-
-class _WatchdogThread:
-    """The process's watchdog: a daemon thread firing guards whose deadline passed."""
-
-    def __init__(self) -> None:
-        self._reset()
-
-    def _reset(self) -> None:
-        """Fresh state; also in a forked child, where the thread (and maybe the lock) did not survive."""
-        self._cond = threading.Condition()
-        self._guards: set[_Watchdog] = set()
-        self._started = False
-        self._wake: float | None = None  # when the thread wakes next (None: when notified)
-
-    def arm(self, guard: _Watchdog) -> None:
-        with self._cond:
-            if not self._started:
-                self._started = True
-                threading.Thread(target=self._run, name="doge-dist-db-watchdog", daemon=True).start()
-            self._guards.add(guard)
-            if self._wake is None or guard.deadline < self._wake:  # else the thread wakes in time
-                self._cond.notify()
-
-    def disarm(self, guard: _Watchdog) -> None:
-        with self._cond:
-            self._guards.discard(guard)
-
-    def _run(self) -> None:
-        with self._cond:
-            while True:
-                now = time.monotonic()
-                for guard in [g for g in self._guards if g.deadline <= now]:
-                    self._guards.discard(guard)
-                    guard.fire()
-                self._wake = wake = min((g.deadline for g in self._guards), default=None)
-                self._cond.wait(None if wake is None else wake - now)
-
-
-_WATCHDOG = _WatchdogThread()
-if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_WATCHDOG._reset)
-
-
-def normalize_db_url(db_url: str, importable: Callable[[str], bool] | None = None) -> str:
-    """A doge-datagen style URL with the driver that is installed.
-
-    On SQLAlchemy 2.0 ``postgresql://`` means psycopg2 and ``mysql://`` / ``mariadb://`` mean
-    mysqlclient (``MySQLdb``), which doge-dist does not install (its extras install psycopg 3 and
-    pymysql). When the default driver is not importable and doge-dist's is, the URL gets
-    ``+psycopg`` / ``+pymysql``; any other URL is returned unchanged. ``importable(module_name)``
-    defaults to a ``find_spec`` check (nothing is imported).
-    """
-    from sqlalchemy.engine import make_url
-
-    importable = importable or _importable
-    url = make_url(db_url)
-    choice = _DEFAULT_DRIVERS.get(url.drivername)
-    if choice is None:
-        return db_url
-    default_module, ours, drivername = choice
-    if importable(default_module) or not importable(ours):
-        return db_url
-    return url.set(drivername=drivername).render_as_string(hide_password=False)
 
 
 class DbSinkFactory(PicklesAsDescription):
@@ -217,6 +69,11 @@ class DbSinkFactory(PicklesAsDescription):
     Your own ``connect_args`` (or URL query parameters) win over these. ``None`` turns a bound off
     (e.g. ``statement_timeout_s=None`` behind PgBouncer in transaction mode, which refuses startup
     ``options``).
+
+    A pooled connection the database dropped between batches (a restart, an idle timeout, a
+    killed session) is replaced: the batch that finds it dead is retried once on a new connection,
+    in its own transaction. A batch is retried only when the connection died before its COMMIT was
+    sent (so it was rolled back); it is never half-written or written twice.
     """
 
     def __init__(self, db_url: Any, *, copy: bool | str = "auto", connect_timeout: float | None = 10,
@@ -232,7 +89,7 @@ class DbSinkFactory(PicklesAsDescription):
             db_url = normalize_db_url(db_url)
             url = make_url(db_url)
         except Exception as exc:
-            raise ModelError(f"DbSinkFactory: {_masked(db_url)} is not a valid SQLAlchemy database URL "
+            raise ModelError(f"DbSinkFactory: {masked_url(db_url)} is not a valid SQLAlchemy database URL "
                              f"({type(exc).__name__})") from None
         if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" \
                 and not url.database.startswith("file:") and not os.path.isabs(url.database):
@@ -248,7 +105,7 @@ class DbSinkFactory(PicklesAsDescription):
                 raise ModelError(f"DbSinkFactory: {label} must be a positive number of seconds or None, "
                                  f"got {value!r}")
         self.db_url = db_url
-        self.masked_url = _masked(db_url)
+        self.masked_url = masked_url(db_url)
         self.backend = url.get_backend_name()
         self.driver = url.get_driver_name()
         copy_possible = self.backend == "postgresql" and self.driver == "psycopg"
@@ -274,33 +131,8 @@ class DbSinkFactory(PicklesAsDescription):
 
     def bounding_connect_args(self) -> dict[str, Any]:
         """The driver connect arguments that bound waits (see the class docstring), before your own."""
-        args: dict[str, Any] = {}
-        backend, driver = self.backend, self.driver
-        timeout, statement = self.connect_timeout, self.statement_timeout_s
-        if backend == "postgresql":
-            if timeout is not None:
-                args["connect_timeout"] = max(2, int(round(timeout)))  # libpq: whole seconds, minimum 2
-            if statement is not None and driver in ("psycopg", "psycopg2"):
-                ms = max(1, int(statement * 1000))
-                probe = max(1, int(statement // 4))  # a dead peer is noticed after ~statement s
-                args.update(options=f"-c statement_timeout={ms}", keepalives=1, keepalives_idle=probe,
-                            keepalives_interval=probe, keepalives_count=3)
-                if _libpq_version(driver) >= 120000:  # libpq 12 added tcp_user_timeout
-                    args["tcp_user_timeout"] = ms
-        elif backend in ("mysql", "mariadb"):
-            if timeout is not None:
-                args["connect_timeout"] = timeout if driver == "pymysql" else max(1, math.ceil(timeout))
-            if statement is not None and driver in ("pymysql", "mysqldb"):
-                seconds = max(1, math.ceil(statement))
-                client = seconds + _grace(statement)
-                # the server gives up on a lock first (a clear error); the client read/write bound
-                # catches a server that stopped answering altogether
-                args.update(init_command=f"SET SESSION lock_wait_timeout={seconds}, "
-                                         f"innodb_lock_wait_timeout={seconds}",
-                            read_timeout=client, write_timeout=client)
-        elif backend == "sqlite" and statement is not None:
-            args["timeout"] = float(statement)
-        return args
+        return bounding_connect_args(self.backend, self.driver, self.connect_timeout,
+                                     self.statement_timeout_s)
 
     def connect_args(self) -> dict[str, Any]:
         """``engine_options['connect_args']`` plus the bounding ones it (or the URL query) does not set.
@@ -320,7 +152,8 @@ class DbSinkFactory(PicklesAsDescription):
                 connect_args[key] = value
         return connect_args
 
-    def _new_engine(self, **overrides: Any) -> Engine:
+    def new_engine(self, **overrides: Any) -> Engine:
+        """A new Engine with the bounding connect arguments (``overrides`` win over ``engine_options``)."""
         import sqlalchemy as sa
 
         options = dict(self.engine_options)
@@ -337,9 +170,7 @@ class DbSinkFactory(PicklesAsDescription):
 
     def watchdog_s(self, statements: int) -> float | None:
         """How long a unit of ``statements`` may wait before the watchdog cuts its connection."""
-        if self.statement_timeout_s is None:
-            return None
-        return self.statement_timeout_s * statements + _grace(self.statement_timeout_s)
+        return watchdog_seconds(self.statement_timeout_s, statements)
 
     def engine(self) -> Engine:
         """This process's Engine for the factory, created on first use."""
@@ -347,7 +178,7 @@ class DbSinkFactory(PicklesAsDescription):
         if self._engine is None or self._pid != pid:
             if self._engine is not None:  # inherited through fork: never share pooled connections
                 self._engine.dispose(close=False)
-            self._engine = self._new_engine()
+            self._engine = self.new_engine()
             self._pid = pid
         return self._engine
 
@@ -368,23 +199,31 @@ class DbSinkFactory(PicklesAsDescription):
 
     def connection_error(self, exc: BaseException) -> str:
         """A one-line description of ``exc`` with the password (if any) masked."""
-        from sqlalchemy.engine import make_url
-
         text = str(getattr(exc, "orig", None) or exc).strip()
         text = text.splitlines()[0] if text else type(exc).__name__
-        password = make_url(self.db_url).password
-        if password:
-            text = text.replace(str(password), "***")
+        return mask_password(text, self.db_url)
+
+    def describe_failure(self, exc: BaseException, guard: Watchdog | None = None) -> str:
+        """``connection_error(exc)``, saying so when a bound on waiting was what ended it."""
+        text = self.connection_error(exc)
+        if guard is not None and guard.fired:
+            return (f"no answer from the database within {guard.seconds:g} s (statement_timeout_s="
+                    f"{self.statement_timeout_s:g} per statement), connection cut: {text}")
+        if self.statement_timeout_s is not None and bound_hit(text):
+            return f"{text} (statement_timeout_s={self.statement_timeout_s:g})"
         return text
 
     # ------------------------------------------------------------------ sinks
 
-    def create(self, table_name: str, row_mapper_function: RowMapper, batch_size: int = 1000, *,
-               schema: str | None = None) -> DbSink:
+    def create(self, table_name: str, row_mapper_function: RowMapper, batch_size: int = 1000,
+               create_table: TableCreator = None, *, schema: str | None = None) -> DbSink:
         """A sink inserting ``row_mapper_function(timestamp, subject, transition)`` rows into ``table_name``.
 
-        The table must exist: checked now with one short connection (then closed), which also
-        reads the column names used to check the first row.
+        Does no I/O. The run checks the table before any subject exists (``DbSink.prepare()``):
+        a missing table is a ``ModelError`` naming it, an unreachable database a
+        ``ConnectionError`` naming the URL (password masked). With ``create_table=`` a missing
+        table is created first: DDL text (run as given), a SQLAlchemy ``Table`` named
+        ``table_name``, or ``callable(connection)`` (a SQLAlchemy Connection, committed after).
         """
         if not isinstance(table_name, str) or not table_name:
             raise ModelError(f"DbSinkFactory.create: table_name must be a non-empty string, "
@@ -395,42 +234,38 @@ class DbSinkFactory(PicklesAsDescription):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ModelError(f"DbSinkFactory.create: batch_size must be a positive integer, "
                              f"got {batch_size!r}")
-        columns = self._table_columns(table_name, schema)
-        return DbSink(self, table_name, row_mapper_function, batch_size, schema=schema, columns=columns)
+        _check_creator(create_table, table_name, schema)
+        return DbSink(self, table_name, row_mapper_function, batch_size, create_table, schema=schema)
 
-    def _table_columns(self, table_name: str, schema: str | None) -> tuple[str, ...]:
-        import sqlalchemy as sa
-        from sqlalchemy.pool import NullPool
 
-        engine = self._new_engine(poolclass=NullPool)
-        guard: _Watchdog | None = None
-        try:
-            with engine.connect() as conn:
-                guard = _Watchdog(conn, self.watchdog_s(2))
-                try:
-                    inspector = sa.inspect(conn)
-                    if not inspector.has_table(table_name, schema=schema):
-                        where = f"{schema}.{table_name}" if schema else table_name
-                        raise ModelError(f"Table {where} does not exist (database {self.masked_url})")
-                    return tuple(col["name"] for col in inspector.get_columns(table_name, schema=schema))
-                finally:
-                    guard.cancel()
-        except sa.exc.DBAPIError as exc:
-            raise ConnectionError(f"DbSinkFactory: cannot reach or query the database at {self.masked_url}: "
-                                  f"{self.describe_failure(exc, guard)}") from exc
-        finally:
-            engine.dispose()
+def _check_creator(create_table: Any, table_name: str, schema: str | None) -> None:
+    import sqlalchemy as sa
 
-    def describe_failure(self, exc: BaseException, guard: _Watchdog | None = None) -> str:
-        """``connection_error(exc)``, saying so when a bound on waiting was what ended it."""
-        text = self.connection_error(exc)
-        if guard is not None and guard.fired:
-            return (f"no answer from the database within {guard.seconds:g} s (statement_timeout_s="
-                    f"{self.statement_timeout_s:g} per statement), connection cut: {text}")
-        lowered = text.lower()
-        if self.statement_timeout_s is not None and any(mark in lowered for mark in _STATEMENT_BOUND_HIT):
-            return f"{text} (statement_timeout_s={self.statement_timeout_s:g})"
-        return text
+    if create_table is None or callable(create_table) and not isinstance(create_table, sa.Table):
+        return
+    if isinstance(create_table, str):
+        if not create_table.strip():
+            raise ModelError("DbSinkFactory.create: create_table DDL text is empty")
+        return
+    if isinstance(create_table, sa.Table):
+        if (create_table.name, create_table.schema) != (table_name, schema):
+            raise ModelError(f"DbSinkFactory.create: create_table is Table {create_table.fullname!r}, "
+                             f"but the sink writes to {_where(table_name, schema)!r}")
+        return
+    raise ModelError(f"DbSinkFactory.create: create_table must be DDL text, a SQLAlchemy Table or "
+                     f"callable(connection), got {type(create_table).__name__}")
+
+
+def _where(table_name: str, schema: str | None) -> str:
+    return f"{schema}.{table_name}" if schema else table_name
+
+
+class _Disconnected(Exception):
+    """The connection died before the batch's COMMIT was sent: the batch was rolled back, retry it."""
+
+
+class _CommitLost(Exception):
+    """The connection died during COMMIT: the database may or may not have stored the batch."""
 
 
 class DbSink(PicklesAsDescription, EventSink):
@@ -442,30 +277,120 @@ class DbSink(PicklesAsDescription, EventSink):
     """
 
     def __init__(self, factory: DbSinkFactory, table_name: str, row_mapper_function: RowMapper,
-                 batch_size: int = 1000, *, schema: str | None = None,
-                 columns: tuple[str, ...] = ()) -> None:
+                 batch_size: int = 1000, create_table: TableCreator = None, *,
+                 schema: str | None = None) -> None:
         self.factory = factory
         self.table_name = table_name
         self.schema = schema
         self.row_mapper_function = row_mapper_function
         self.batch_size = batch_size
-        self.columns = tuple(columns)
+        self.create_table = create_table
         self.name = f"db:{table_name}"
         self._reset()
 
     def _reset(self) -> None:
+        self._table: Any = None  # the reflected table, once checked in this process
+        self._column_set: frozenset[str] = frozenset()
+        self._acquired = False
+        self.begin_run()
+
+    def begin_run(self) -> None:
+        """Counts start at zero for each run (a second ``start()`` reports only its own rows)."""
         self._batch: list[dict] = []
         self._keys: Any = None  # key view of the first row: rows with the same keys skip the check
         self._uniform = True  # every row of the pending batch has the first row's keys
-        self._column_set = frozenset(self.columns)
-        self._table: Any = None
-        self._acquired = False
         self._delivered = 0
         self._failed = 0
 
-    # pickling (PicklesAsDescription): pending rows, counts and the engine stay with the original
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The table's column names, once ``prepare()`` or the first event checked the table."""
+        return tuple(self._table.c.keys()) if self._table is not None else ()
+
+    # pickling (PicklesAsDescription): pending rows, counts, the table and the engine stay behind
     def __repr__(self) -> str:
         return f"DbSink({self.table_name!r}, {self.factory.masked_url!r}, batch_size={self.batch_size})"
+
+    # ------------------------------------------------------------------ the table
+
+    def prepare(self) -> None:
+        """Check the table on the driver, before any subject exists; create it if ``create_table=``.
+
+        One short connection (closed again). Raises ``ModelError`` naming a missing table and
+        ``ConnectionError`` naming the URL (password masked) when the database cannot be reached.
+        """
+        import sqlalchemy as sa
+        from sqlalchemy.pool import NullPool
+
+        factory = self.factory
+        engine = factory.new_engine(poolclass=NullPool)
+        guard: Watchdog | None = None
+        try:
+            with engine.connect() as conn:
+                guard = Watchdog(conn, factory.watchdog_s(4))
+                try:
+                    self._load_table(conn)
+                finally:
+                    guard.cancel()
+        except sa.exc.DBAPIError as exc:
+            raise ConnectionError(f"{self.name}: cannot reach or query the database at {factory.masked_url}: "
+                                  f"{factory.describe_failure(exc, guard)}") from exc
+        finally:
+            engine.dispose()
+
+    def _open_table(self) -> None:
+        """First event in this process: check (or create) the table through the pooled engine."""
+        import sqlalchemy as sa
+
+        factory = self.factory
+        guard: Watchdog | None = None
+        try:
+            if not self._acquired:
+                factory._acquire()
+                self._acquired = True
+            with factory.engine().connect() as conn:
+                guard = Watchdog(conn, factory.watchdog_s(4))
+                try:
+                    self._load_table(conn)
+                finally:
+                    guard.cancel()
+        except sa.exc.DBAPIError as exc:
+            raise SinkError(f"{self.name}: cannot reach or query the database at {factory.masked_url}: "
+                            f"{factory.describe_failure(exc, guard)}", sink=self.name,
+                            delivered=self._delivered, failed=self._failed) from exc
+
+    def _load_table(self, conn: Connection) -> None:
+        import sqlalchemy as sa
+
+        where = _where(self.table_name, self.schema)
+        exists = sa.inspect(conn).has_table(self.table_name, schema=self.schema)
+        conn.rollback()  # end the inspection's transaction
+        if not exists:
+            if self.create_table is None:
+                raise ModelError(f"Table {where} does not exist (database {self.factory.masked_url}); "
+                                 "create it first, or pass create_table= to DbSinkFactory.create()")
+            try:
+                self._create(conn)
+                conn.commit()
+            except sa.exc.DBAPIError:
+                conn.rollback()
+                if not sa.inspect(conn).has_table(self.table_name, schema=self.schema):
+                    raise  # not a race with another process creating it: a real failure
+        table = sa.Table(self.table_name, sa.MetaData(), schema=self.schema, autoload_with=conn)
+        conn.rollback()
+        self._table = table
+        self._column_set = frozenset(table.c.keys())
+
+    def _create(self, conn: Connection) -> None:
+        import sqlalchemy as sa
+
+        creator = self.create_table
+        if isinstance(creator, str):
+            conn.exec_driver_sql(creator)
+        elif isinstance(creator, sa.Table):
+            creator.create(conn, checkfirst=True)
+        else:
+            creator(conn)
 
     # ------------------------------------------------------------------ collect
 
@@ -479,6 +404,8 @@ class DbSink(PicklesAsDescription, EventSink):
             self._flush()
 
     def _check_row(self, row: Any) -> None:
+        if self._table is None:
+            self._open_table()
         if not isinstance(row, dict):
             raise ModelError(f"{self.name}: row_mapper_function must return a dict, got {type(row).__name__}")
         if self._keys is not None and row.keys() == self._keys:
@@ -513,47 +440,66 @@ class DbSink(PicklesAsDescription, EventSink):
         rows, self._batch = self._batch, []
         uniform, self._uniform = self._uniform, True
         factory = self.factory
-        guard: _Watchdog | None = None
+        groups = [(tuple(self._keys), rows)] if uniform else _group_by_keys(rows)
+        guards: list[Watchdog] = []
+        retried = ""
         try:
             if not self._acquired:
                 factory._acquire()
                 self._acquired = True
-            groups = [(tuple(self._keys), rows)] if uniform else _group_by_keys(rows)
-            with factory.engine().connect() as conn:
-                # statements: reflection (first batch), one per group, COMMIT
-                guard = _Watchdog(conn, factory.watchdog_s(len(groups) + 2))
-                try:
-                    with conn.begin():
-                        if factory.use_copy:
-                            self._copy(conn, groups)
-                        else:
-                            table = self._get_table(conn)
-                            for _, group in groups:
-                                conn.execute(table.insert(), group)
-                finally:
-                    guard.cancel()
+            try:
+                self._write(groups, guards)
+            except _Disconnected:
+                factory.engine().dispose()  # every pooled connection may be dead (a restart)
+                retried = " (retried once on a new connection after the first one was dropped)"
+                self._write(groups, guards)
         except BaseException as exc:
             self._failed += len(rows)
             if not isinstance(exc, Exception):
                 raise  # KeyboardInterrupt and friends: counted, rolled back, passed on
+            cause = exc.__cause__ if isinstance(exc, (_Disconnected, _CommitLost)) else exc
+            outcome = ("was lost with the connection during COMMIT (the database may or may not have "
+                       "stored it; counted as failed)") if isinstance(exc, _CommitLost) else "was rolled back"
             raise SinkError(
-                f"{self.name}: a batch of {len(rows)} rows failed and was rolled back "
+                f"{self.name}: a batch of {len(rows)} rows failed and {outcome}{retried} "
                 f"({self._delivered} rows inserted, {self._failed} failed): "
-                f"{type(exc).__name__}: {factory.describe_failure(exc, guard)}",
-                sink=self.name, delivered=self._delivered, failed=self._failed) from exc
+                f"{type(cause).__name__}: {factory.describe_failure(cause, guards[-1] if guards else None)}",
+                sink=self.name, delivered=self._delivered, failed=self._failed) from cause
         self._delivered += len(rows)
 
-    def _get_table(self, conn: Connection) -> Any:
-        if self._table is None:
-            import sqlalchemy as sa
-
-            self._table = sa.Table(self.table_name, sa.MetaData(), schema=self.schema, autoload_with=conn)
-        return self._table
+    def _write(self, groups: list[tuple[tuple[str, ...], list[dict]]], guards: list[Watchdog]) -> None:
+        """One transaction for the batch; ``_Disconnected`` when the connection died before COMMIT."""
+        factory = self.factory
+        with factory.engine().connect() as conn:
+            guard = Watchdog(conn, factory.watchdog_s(len(groups) + 2))  # statements, COMMIT, a grace
+            guards.append(guard)
+            try:
+                transaction = conn.begin()
+                try:
+                    if factory.use_copy:
+                        self._copy(conn, groups)
+                    else:
+                        for _, group in groups:
+                            conn.execute(self._table.insert(), group)
+                except Exception as exc:
+                    if not guard.fired and _is_disconnect(conn, exc):
+                        conn.invalidate(exc)  # never back into the pool; the server rolled it back
+                        raise _Disconnected() from exc
+                    _rollback_quietly(transaction)
+                    raise
+                try:
+                    transaction.commit()
+                except Exception as exc:
+                    if not guard.fired and _is_disconnect(conn, exc):
+                        raise _CommitLost() from exc  # it may or may not have committed: no retry
+                    raise
+            finally:
+                guard.cancel()
 
     def _copy(self, conn: Connection, groups: list[tuple[tuple[str, ...], list[dict]]]) -> None:
         from psycopg import sql
 
-        table = self._get_table(conn)
+        table = self._table
         dialect = conn.dialect
         names = (self.schema, self.table_name) if self.schema else (self.table_name,)
         target = sql.Identifier(*names)
@@ -578,6 +524,30 @@ class DbSink(PicklesAsDescription, EventSink):
                     else:
                         for row in group:
                             write_row(get(row))
+
+
+def _rollback_quietly(transaction: Any) -> None:
+    """Roll back after a failed statement; the statement's error is the one worth reporting."""
+    try:
+        transaction.rollback()
+    except Exception:  # noqa: BLE001 - e.g. the connection is gone; the server rolls back then
+        pass
+
+
+def _is_disconnect(conn: Connection, exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection is gone (SQLAlchemy's verdict, or the dialect's for a
+    driver error raised outside SQLAlchemy, such as psycopg's COPY)."""
+    import sqlalchemy as sa
+
+    if isinstance(exc, sa.exc.DBAPIError):
+        return bool(exc.connection_invalidated)
+    dbapi = conn.dialect.loaded_dbapi
+    if dbapi is None or not isinstance(exc, dbapi.Error):
+        return False
+    try:
+        return bool(conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, None))
+    except Exception:  # noqa: BLE001 - a dialect that cannot tell: not a disconnect
+        return False
 
 
 def _group_by_keys(rows: list[dict]) -> list[tuple[tuple[str, ...], list[dict]]]:

@@ -2,10 +2,13 @@
 
 For people without servers. The path may contain ``{part}`` (or ``{part:03d}``) with ``parts=P``:
 the population is split into P fixed index ranges and each part's file holds its subjects' events
-in (tick, subject) order, so the files and their bytes are the same whatever the number of
-workers (each worker writes whole parts). ``{shard}`` (one file per worker) also works. Files are
-opened lazily in the process that writes. Two open sinks never share a file in one process: the
-second one to open a path is refused.
+in (tick, subject) order, so the files and their bytes are the same whatever the number of workers
+(each worker writes whole parts). ``{shard}`` (one file per worker) also works. Files are opened
+lazily in the process that writes; two open sinks never share a file in one process.
+Each run starts the files afresh (``begin_run()``); records go to a file in chunks of whole records
+(``_record_file``), so a full disk never leaves a partial record behind. At a checkpoint every file
+is written out and its length recorded; ``resume()`` cuts a file back to that length and appends,
+so a run recovered or continued from a checkpoint writes exactly the bytes of an undisturbed run.
 """
 
 from __future__ import annotations
@@ -15,8 +18,7 @@ import dataclasses
 import datetime as _dt
 import decimal
 import enum
-import gzip
-import io
+import errno
 import json
 import keyword
 import operator
@@ -27,12 +29,14 @@ import uuid
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from types import SimpleNamespace
+from typing import Any
 
 from .._context import current_shard
 from .._errors import ModelError, SinkError
 from ..model._vocabulary import EventSink, Transition
 from ._pickling import PicklesAsDescription
+from ._record_file import RecordFile, UnencodablePart
 
 __all__ = ["JsonLinesSink", "CsvSink", "default_row"]
 
@@ -40,7 +44,6 @@ RowMapper = Callable[[int, Any, Transition], dict]
 
 _SHARD_FIELD = re.compile(r"\{shard(?::([^{}]*))?\}")
 _PART_FIELD = re.compile(r"\{part(?::([^{}]*))?\}")
-_FLUSH_EVERY = 1 << 20  # bytes of the text buffer
 
 # resolved absolute path -> the sink that has it open in this process (weak: a sink dropped
 # without close() lets go of its path when it is collected, as does its file)
@@ -190,9 +193,10 @@ def _make_encoder() -> Callable[[Any, int], list[str]]:
 
 
 class _FileSink(PicklesAsDescription, EventSink):
-    """Shared parts: path template, lazy open, gzip, counts, pickling."""
+    """Shared parts: path template, lazy open, gzip, counts, write errors, pickling."""
 
     _kind = "file"
+    _parts_per_record = 1  # text parts a record adds to the pending chunk
 
     def __init__(self, path: str | os.PathLike, mapper: RowMapper | None = None, *,
                  compress: str | None = None, compresslevel: int = 6, encoding: str = "utf-8",
@@ -200,18 +204,7 @@ class _FileSink(PicklesAsDescription, EventSink):
         self.path = os.fspath(path)
         if not self.path:
             raise ModelError(f"{type(self).__name__}: path must not be empty")
-        has_part = _PART_FIELD.search(self.path) is not None
-        if parts is not None and (isinstance(parts, bool) or not isinstance(parts, int) or parts < 1):
-            raise ModelError(f"{type(self).__name__}: parts must be an integer >= 1, got {parts!r}")
-        if has_part and parts is None:
-            raise ModelError(f"{type(self).__name__}({self.path!r}): a {{part}} path needs parts=P, the "
-                             "number of part files (fixed, whatever the number of workers)")
-        if parts is not None and not has_part:
-            raise ModelError(f"{type(self).__name__}({self.path!r}): parts={parts} needs {{part}} in the "
-                             f"path, e.g. {_suggest(self.path, 'part')!r}")
-        if has_part and _SHARD_FIELD.search(self.path) is not None:
-            raise ModelError(f"{type(self).__name__}({self.path!r}): use {{part}} or {{shard}}, not both")
-        self.parts = parts
+        self.parts = _check_parts(type(self).__name__, self.path, parts)
         if mapper is not None and not callable(mapper):
             raise ModelError(f"{type(self).__name__}: mapper must be callable, got {mapper!r}")
         if compress not in (None, "gzip"):
@@ -226,12 +219,29 @@ class _FileSink(PicklesAsDescription, EventSink):
         self._reset()
 
     def _reset(self) -> None:
-        self._fh: IO[str] | None = None
-        self._opened_path: str | None = None  # set once this instance opened a file in this process
+        self._out: RecordFile | None = None
+        self._parts: list[str] = []  # pending parts (the open file's list), appended to by collect()
+        self._limit = 0  # collect() calls _chunk_full() when len(_parts) reaches it (0: not open)
         self._claimed: str | None = None  # the resolved path this instance holds while its file is open
-        self._delivered = 0
         self._part: int | None = None  # the part whose file is current ({part} paths)
-        self._other_parts: dict[int, dict[str, Any]] = {}  # the open state of the other parts' files
+        self._other_parts: dict[int, dict[str, Any]] = {}  # the file state of the other parts
+        self._opened_path: str | None = None
+        self.begin_run()
+
+    def begin_run(self) -> None:
+        """Each run starts afresh: zero counts, and each file is truncated when it is next opened
+        (in one process exactly as in a Ray worker)."""
+        for part in [p for p, state in self._other_parts.items() if state["_out"] is not None]:
+            self.select_part(part)  # files of other parts still open from a run that was not closed
+            self._finish_file()
+        if self._out is not None:  # still open from a run that was not closed
+            self._finish_file()
+        self._part = None
+        self._other_parts = {}
+        self._opened_path = None  # set once this instance opened the file in this run
+        self._failure: str | None = None  # why writing stopped (the file was cut back and closed)
+        self._delivered = 0  # records written to the file
+        self._failed = 0  # records that could not be written
 
     # -- parts ---------------------------------------------------------------------------------
 
@@ -240,8 +250,8 @@ class _FileSink(PicklesAsDescription, EventSink):
         """True for a ``{part}`` path: the engine tells the sink each event's part (``select_part``)."""
         return self.parts is not None
 
-    #: the attributes that belong to one open file (swapped when the current part changes)
-    _file_state: tuple[str, ...] = ("_fh", "_opened_path", "_claimed")
+    #: the attributes that belong to one file (swapped when the current part changes)
+    _file_state: tuple[str, ...] = ("_out", "_parts", "_limit", "_claimed", "_opened_path")
 
     def select_part(self, part: int) -> None:
         """Make ``part``'s file the current one (the engine calls this before the part's events)."""
@@ -251,17 +261,16 @@ class _FileSink(PicklesAsDescription, EventSink):
             self._other_parts[self._part] = {name: getattr(self, name) for name in self._file_state}
         state = self._other_parts.pop(part, None)
         if state is None:
-            state = {name: None for name in self._file_state}
-            state.update(self._fresh_file_state())
+            state = self._fresh_file_state()
         for name, value in state.items():
             setattr(self, name, value)
         self._part = part
 
     def _fresh_file_state(self) -> dict[str, Any]:
-        """Values of ``_file_state`` for a part whose file is not open yet (subclasses add theirs)."""
-        return {}
+        """The state of a part's file that is not open yet (subclasses add theirs)."""
+        return {"_out": None, "_parts": [], "_limit": 0, "_claimed": None, "_opened_path": None}
 
-    # pickling (PicklesAsDescription): the open file and counts stay with the original
+    # pickling (PicklesAsDescription): the open file, pending records and counts stay with the original
     def check_plan(self, shard_count: int) -> None:
         """Refuse, before the run, a plan where several shards would write one file."""
         if self.parts is not None:
@@ -287,46 +296,119 @@ class _FileSink(PicklesAsDescription, EventSink):
             return path
         return _SHARD_FIELD.sub(lambda m: format(shard.index, m.group(1) or ""), path)
 
-    def _open(self) -> IO[str]:
+    def _open(self) -> RecordFile:
+        if self._failure is not None:
+            self._failed += 1  # the record being collected
+            raise SinkError(f"{self.name}: {self._failure} ({self._delivered} records written, "
+                            f"{self._failed} failed)", sink=self.name, delivered=self._delivered,
+                            failed=self._failed)
         path = self.resolved_path()
-        # first open in this process truncates; reopening after close() appends (nothing is lost)
-        mode = "a" if self._opened_path == path else "w"
+        # first open in a run truncates; reopening after close() appends (nothing is lost)
+        appending = self._opened_path == path
         claimed = _claim_path(path, self)  # before opening: a refused sink truncates nothing
         try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            if self.compress == "gzip":
-                # mtime=0: the same events give the same bytes (the header holds no clock time)
-                raw = gzip.GzipFile(path, mode + "b", compresslevel=self.compresslevel, mtime=0)
-                fh = io.TextIOWrapper(raw, encoding=self.encoding, newline=self._newline)
-            else:
-                fh = open(path, mode, encoding=self.encoding, newline=self._newline, buffering=_FLUSH_EVERY)
+            out = RecordFile(path, append=appending, encoding=self.encoding,
+                             gzip_level=self.compresslevel if self.compress == "gzip" else None,
+                             parts=self._parts)
+        except OSError as exc:
+            _release_path(claimed, self)
+            raise SinkError(f"{self.name}: cannot open {path}: {_describe(exc)}", sink=self.name,
+                            delivered=self._delivered, failed=self._failed) from exc
         except BaseException:
             _release_path(claimed, self)
             raise
         self._claimed = claimed
         self._opened_path = path
-        self._fh = fh
-        self._on_open(fh, appending=mode == "a")
-        return fh
+        self._out = out
+        self._limit = out.limit
+        self._on_open(out, appending=appending)
+        return out
 
-    _newline: str | None = "\n"
+    def _chunk_full(self) -> None:
+        """collect() reached ``_limit``: open the file (first record) or write the chunk."""
+        if self._out is None:
+            try:
+                self._open()
+            except BaseException:
+                self._parts.clear()  # the record that was to open the file is not written
+                raise
+        if len(self._parts) >= self._out.limit:
+            self._write()
 
-    def _on_open(self, fh: IO[str], appending: bool) -> None:
+    def _on_open(self, out: RecordFile, appending: bool) -> None:
         """Hook for subclasses (CSV header)."""
 
+    def _write(self) -> None:
+        """Write the pending records as one chunk; a write error cuts the file back to its whole
+        records, closes it and raises ``SinkError`` naming the sink and the path, with counts."""
+        out = self._out
+        assert out is not None
+        extra = out.extra
+        records = (len(out.parts) - extra) // self._parts_per_record
+        try:
+            out.write()
+        except UnencodablePart as exc:
+            written = max(0, exc.index - extra) // self._parts_per_record
+            self._delivered += written
+            self._stop(records - written, f"record {self._delivered + 1} cannot be encoded as "
+                                          f"{self.encoding}: {exc.__cause__}", exc.__cause__)
+        except OSError as exc:
+            self._stop(records, f"cannot write {out.path}: {_describe(exc)}; the file ends with its "
+                                "last whole record", exc)
+        self._delivered += records
+        self._limit = out.limit
+
+    def _stop(self, failed: int, reason: str, cause: BaseException | None) -> None:
+        """Writing failed (the file is already cut back): count, close, and raise ``SinkError``."""
+        self._failed += failed
+        self._failure = reason
+        self._release_file()
+        raise SinkError(f"{self.name}: {reason} ({self._delivered} records written, {self._failed} failed)",
+                        sink=self.name, delivered=self._delivered, failed=self._failed) from cause
+
+    def _finish_file(self) -> None:
+        """Write what is pending, then close the file."""
+        out = self._out
+        assert out is not None
+        try:
+            if out.parts:
+                self._write()
+            try:
+                out.finish()
+            except OSError as exc:
+                self._stop(0, f"cannot write {out.path}: {_describe(exc)}", exc)
+        finally:
+            self._release_file()
+
+    def _release_file(self) -> None:
+        """Close the file (anything still pending is dropped) and let go of its path."""
+        out, self._out = self._out, None
+        self._parts.clear()
+        self._limit = 0  # the next record opens the file again
+        claimed, self._claimed = self._claimed, None
+        try:
+            if out is not None:
+                out.close()
+        finally:
+            if claimed is not None:
+                _release_path(claimed, self)
+
     def close(self) -> None:
-        """Open the file if nothing was written (so it exists), flush and close it. Idempotent.
-        A ``{part}`` sink does this for every part of this shard, so each part's file exists."""
+        """Open the file if nothing was written (so it exists), write what is pending and close it.
+        A ``{part}`` sink does this for every part of this shard, so each part's file exists.
+
+        Idempotent; after a write error (already raised) it does nothing more.
+        """
         if self.parts is None:
             self._close_current()
             return
         shard = current_shard()
-        opened = {p for p, state in self._other_parts.items() if state.get("_opened_path") is not None}
+        opened = {p for p, state in self._other_parts.items() if state["_opened_path"] is not None}
         if self._part is not None and self._opened_path is not None:
             opened.add(self._part)
-        parts = sorted(opened | set(range(shard.first_part, shard.stop_part)))
         errors = []
-        for part in parts:
+        for part in sorted(opened | set(range(shard.first_part, shard.stop_part))):
             try:
                 self.select_part(part)
                 self._close_current()
@@ -336,20 +418,15 @@ class _FileSink(PicklesAsDescription, EventSink):
             raise errors[0]
 
     def _close_current(self) -> None:
-        if self._fh is None:
-            if self._opened_path is not None:
-                return  # already closed
+        if self._out is None:
+            if self._opened_path is not None or self._failure is not None:
+                return  # already closed, or stopped by a write error
             self._open()
-        fh, self._fh = self._fh, None
-        claimed, self._claimed = self._claimed, None
-        try:
-            fh.close()
-        finally:
-            if claimed is not None:
-                _release_path(claimed, self)
+        self._finish_file()
 
     def stats(self) -> dict[str, int]:
-        return {"delivered": self._delivered}
+        """Records written to the file in this run, and records that could not be written."""
+        return {"delivered": self._delivered, "failed": self._failed}
 
     # -- checkpoints: exactly-once files -------------------------------------------------------
 
@@ -361,21 +438,23 @@ class _FileSink(PicklesAsDescription, EventSink):
         return [(f"part:{p}", p) for p in range(shard.first_part, shard.stop_part)]
 
     def checkpoint_positions(self) -> dict[str, dict[str, Any]]:
-        """Flush every file of this process to disk and say how long each is (at a checkpoint). A gzip
-        file ends its member here, so that cutting it back to this length leaves a valid file."""
+        """At a checkpoint: write out and close every file of this process (the next record reopens it
+        for appending, so chunks start afresh here in every run) and record each file's length."""
         out: dict[str, dict[str, Any]] = {}
         for key, part in self._position_keys():
             if part is not None:
                 self.select_part(part)
             path = self.resolved_path()
-            if self._fh is not None:
-                if self.compress == "gzip":
-                    self._close_current()  # the next event opens a new member (appending)
-                else:
-                    self._fh.flush()
-                    os.fsync(self._fh.fileno())
+            if self._out is not None:
+                fd = self._out._fd
+                extra = self._file_position_extra()
+                self._finish_file()  # raises SinkError on a write error, like any write
+                if fd is not None:
+                    _fsync(path)
+            else:
+                extra = self._file_position_extra()
             size = os.path.getsize(path) if self._opened_path is not None and os.path.exists(path) else 0
-            out[key] = {"path": path, "offset": size, **self._file_position_extra()}
+            out[key] = {"path": path, "offset": size, **extra}
         return out
 
     def _file_position_extra(self) -> dict[str, Any]:
@@ -384,8 +463,8 @@ class _FileSink(PicklesAsDescription, EventSink):
 
     def resume(self, positions: dict[str, dict[str, Any]]) -> None:
         """Go on from a checkpoint: each file recorded at this sink's path is cut back to its recorded
-        length and appended to; a file with no record (or another path) starts afresh."""
-        (getattr(self, "begin_run", None) or self._reset)()  # this run's counts start at zero
+        length and appended to; a file with no record (or recorded at another path) starts afresh."""
+        self.begin_run()
         for key, part in self._position_keys():
             if part is not None:
                 self.select_part(part)
@@ -396,12 +475,10 @@ class _FileSink(PicklesAsDescription, EventSink):
             offset = int(record["offset"])
             size = os.path.getsize(path) if os.path.exists(path) else -1
             if size < offset:
-                raise SinkError(f"{self.name}: cannot resume {path}: the checkpoint recorded {offset} bytes but "
-                                f"the file has {max(size, 0)}; it was changed or lost since", sink=self.name)
-            with open(path, "r+b") as fh:
-                fh.truncate(offset)
-            self._fh = None
-            self._opened_path = path  # the next event appends
+                raise SinkError(f"{self.name}: cannot resume {path}: the checkpoint recorded {offset} bytes "
+                                f"but the file has {max(size, 0)}; it was changed or lost since", sink=self.name)
+            os.truncate(path, offset)
+            self._opened_path = path  # the next record appends
             self._resume_file_state(record)
 
     def _resume_file_state(self, record: dict[str, Any]) -> None:
@@ -411,11 +488,41 @@ class _FileSink(PicklesAsDescription, EventSink):
         return f"{type(self).__name__}({self.path!r})"
 
 
+def _describe(exc: OSError) -> str:
+    name = errno.errorcode.get(exc.errno or 0)
+    return f"{exc.strerror or exc} ({name})" if name else str(exc)
+
+
 def _suggest(path: str, field: str = "shard") -> str:
     p = Path(path)
     suffixes = "".join(p.suffixes)
     stem = p.name[: len(p.name) - len(suffixes)] if suffixes else p.name
     return str(p.with_name(f"{stem}-{{{field}}}{suffixes}"))
+
+
+def _check_parts(kind: str, path: str, parts: Any) -> int | None:
+    """``parts`` for a ``{part}`` path (required there, refused elsewhere); ModelError naming the path."""
+    has_part = _PART_FIELD.search(path) is not None
+    if parts is not None and (isinstance(parts, bool) or not isinstance(parts, int) or parts < 1):
+        raise ModelError(f"{kind}: parts must be an integer >= 1, got {parts!r}")
+    if has_part and parts is None:
+        raise ModelError(f"{kind}({path!r}): a {{part}} path needs parts=P, the number of part files "
+                         "(fixed, whatever the number of workers)")
+    if parts is not None and not has_part:
+        raise ModelError(f"{kind}({path!r}): parts={parts} needs {{part}} in the path, "
+                         f"e.g. {_suggest(path, 'part')!r}")
+    if has_part and _SHARD_FIELD.search(path) is not None:
+        raise ModelError(f"{kind}({path!r}): use {{part}} or {{shard}}, not both")
+    return parts
+
+
+def _fsync(path: str) -> None:
+    """Make a file's written bytes durable (a checkpoint records its length)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # --------------------------------------------------------------------------- JSON Lines
@@ -430,6 +537,7 @@ class JsonLinesSink(_FileSink):
     """
 
     _kind = "jsonl"
+    _parts_per_record = 2  # the object, then "\n"
 
     def _reset(self) -> None:
         super()._reset()
@@ -438,10 +546,11 @@ class JsonLinesSink(_FileSink):
     def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
         # the hot path: default_row without one call level, the C encoder called directly
         mapper = self.mapper or _ROW_FUNCTIONS.get(type(subject)) or _row_function(subject)
-        fh = self._fh or self._open()
-        fh.write(_join(self._encode(mapper(timestamp, subject, transition), 0)))
-        fh.write("\n")
-        self._delivered += 1
+        parts = self._parts
+        parts.append(_join(self._encode(mapper(timestamp, subject, transition), 0)))
+        parts.append("\n")
+        if len(parts) >= self._limit:  # the first record (opens the file), or a full chunk
+            self._chunk_full()
 
 
 _join = "".join
@@ -458,7 +567,6 @@ class CsvSink(_FileSink):
     """
 
     _kind = "csv"
-    _newline = ""  # the csv module writes its own line endings
 
     def __init__(self, path: str | os.PathLike, mapper: RowMapper | None = None,
                  fieldnames: list[str] | tuple[str, ...] | None = None, *, compress: str | None = None,
@@ -475,17 +583,21 @@ class CsvSink(_FileSink):
         self.fieldnames = fieldnames
         self.dialect = dialect
 
-    _file_state = (*_FileSink._file_state, "_writer", "_fields", "_keys", "_header_written")
-
     def _reset(self) -> None:
         super()._reset()
         self._writer: Any = None
+
+    _file_state = (*_FileSink._file_state, "_writer", "_fields", "_keys", "_header_written")
+
+    def begin_run(self) -> None:
+        super().begin_run()
         self._fields: tuple[str, ...] | None = None
         self._keys: frozenset[str] = frozenset()  # the columns, to name unknown keys
         self._header_written = False
 
     def _fresh_file_state(self) -> dict[str, Any]:
-        return {"_fields": None, "_keys": frozenset(), "_header_written": False}
+        return {**super()._fresh_file_state(), "_writer": None, "_fields": None, "_keys": frozenset(),
+                "_header_written": False}
 
     def _file_position_extra(self) -> dict[str, Any]:
         return {"fields": list(self._fields) if self._fields is not None else None,
@@ -497,8 +609,9 @@ class CsvSink(_FileSink):
         self._keys = frozenset(fields or ())
         self._header_written = bool(record.get("header"))
 
-    def _on_open(self, fh: IO[str], appending: bool) -> None:
-        self._writer = csv.writer(fh, dialect=self.dialect)
+    def _on_open(self, out: RecordFile, appending: bool) -> None:
+        # the csv module writes one line per writerow(), with its own line endings
+        self._writer = csv.writer(SimpleNamespace(write=out.parts.append), dialect=self.dialect)
         self._header_written = appending and self._header_written
         if self.fieldnames is not None:
             self._set_fields(self.fieldnames)
@@ -508,12 +621,13 @@ class CsvSink(_FileSink):
         self._keys = frozenset(fields)
         if not self._header_written:
             self._writer.writerow(fields)
+            self._out.extra += 1  # the header is no record
             self._header_written = True
 
     def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
         row = (self.mapper or _ROW_FUNCTIONS.get(type(subject)) or _row_function(subject))(
             timestamp, subject, transition)
-        if self._fh is None:
+        if self._out is None:
             self._open()
         if self._fields is None:
             if not isinstance(row, dict):
@@ -527,4 +641,5 @@ class CsvSink(_FileSink):
                 raise ModelError(f"{self.name}: row has column(s) {unknown} that are not in the CSV columns "
                                  f"{list(self._fields)}; pass fieldnames= listing every column")
             self._writer.writerow([row.get(f, "") for f in self._fields])
-        self._delivered += 1
+        if len(self._parts) >= self._limit:
+            self._write()

@@ -1,26 +1,37 @@
 """Kafka sink: events to a topic through one lazily opened confluent-kafka Producer per factory per process.
 
-``KafkaSinkFactory`` is a picklable description of a producer; ``create()`` returns a ``KafkaSink``
-per topic. Nothing connects until the first ``collect()`` in the process that writes; there the
-factory's producer is opened once and shared by all its sinks. Delivery reports are counted per
-sink (``stats()``); ``close()`` flushes with a bounded timeout and raises ``SinkError`` with the
-counts when anything failed or is still undelivered.
+``KafkaSinkFactory`` is a picklable description of a producer (its settings are checked by
+``_kafka_conf``); ``create()`` returns a ``KafkaSink`` per topic. Nothing connects until the first
+``collect()`` in the process that writes; there the factory's producer is opened once and shared
+by all its sinks. Delivery reports are counted per sink and run (``stats()``); ``close()`` flushes
+with a bounded timeout and raises ``SinkError`` with the counts when anything failed or is still
+undelivered. Every librdkafka error (``KafkaException``, and the bare ``KafkaError`` the binding
+can raise after a fatal error, which is not an exception class) becomes a ``SinkError``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import threading
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._context import current_shard
 from .._errors import ModelError, SinkError
 from ..model._vocabulary import EventSink, Transition
+from ._clients import CLIENTS
+from ._kafka_conf import (
+    BOOTSTRAP_ENV,
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_DELIVERY_TIMEOUT_S,
+    PRODUCER_DEFAULTS,
+    ProducerSettings,
+    resolve_producer_settings,
+)
+from ._pickling import PicklesAsDescription
 
 __all__ = [
     "KafkaSinkFactory",
@@ -33,43 +44,18 @@ __all__ = [
     "PRODUCER_DEFAULTS",
 ]
 
-BOOTSTRAP_ENV = "DOGE_KAFKA_BOOTSTRAP"
-DEFAULT_BOOTSTRAP = "localhost:9092"
-DEFAULT_CLIENT_ID = "doge-dist"
-DEFAULT_DELIVERY_TIMEOUT_S = 30.0
-#: Extra time ``close()`` waits beyond the delivery timeout (librdkafka scans for timeouts once a second).
-FLUSH_GRACE_S = 5.0
 #: How long the brokers may stay "all down" with messages waiting before ``collect()`` gives up.
 ALL_DOWN_FAIL_S = 10.0
 #: Delivery reports are served with ``poll(0)`` every this many produced messages, or after
 #: ``POLL_INTERVAL_S`` when events are sparse (realtime runs), and broker health is checked then.
 POLL_EVERY = 1000
 POLL_INTERVAL_S = 0.5
+#: How long the last user of a producer waits for purged messages' reports before letting go.
+_SHUTDOWN_WAIT_S = 1.0
 
-#: Producer settings applied unless ``conf`` sets them. Against a local broker the Python side is
-#: the bottleneck (linger.ms 5 vs 20 measured the same); 20 ms gives larger batches over a real
-#: network at no cost to a generator. Compression off: lz4 measured ~15 % slower locally.
-PRODUCER_DEFAULTS: dict[str, Any] = {
-    "enable.idempotence": True,
-    "linger.ms": 20,
-    "batch.size": 1_000_000,
-    "batch.num.messages": 10_000,
-    "compression.type": "none",
-}
-
-# Settings owned by factory arguments; a conf entry for them would be silently ignored otherwise.
-_OWNED = {
-    "queue.buffering.max.messages": "buffer_size",
-    "message.timeout.ms": "delivery_timeout_s",
-    "delivery.timeout.ms": "delivery_timeout_s",
-}
 _monotonic = time.monotonic
 _LOGGER = logging.getLogger("doge_dist")
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
-
-# (factory token, pid) -> open producer handle; one producer per factory per process.
-_HANDLES: dict[tuple[str, int], _ProducerHandle] = {}
-_HANDLES_LOCK = threading.Lock()
 
 
 class RecordSerializationError(ValueError):
@@ -88,6 +74,50 @@ class LazySerializer:
         raise NotImplementedError
 
 
+# --------------------------------------------------------------------------- librdkafka errors
+
+
+class _Failure(NamedTuple):
+    """A librdkafka error caught at a call: its text, whether it is fatal, and an exception to chain."""
+
+    reason: str
+    fatal: bool
+    cause: BaseException
+
+
+def _failure(value: Any) -> _Failure:
+    """Describe a ``KafkaException``, a bare ``KafkaError`` or any other error a librdkafka call raised."""
+    err = value.args[0] if isinstance(value, BaseException) and value.args else value
+    if hasattr(err, "str") and hasattr(err, "fatal") and hasattr(err, "code"):
+        reason, fatal = err.str(), bool(err.fatal())
+    else:
+        reason, fatal = f"{type(value).__name__}: {value}", False
+    if isinstance(value, BaseException):
+        cause = value
+    else:  # a bare KafkaError: chain it inside the exception class it belongs to
+        from confluent_kafka import KafkaException
+
+        cause = KafkaException(value)
+    return _Failure(reason, fatal, cause)
+
+
+def _call(fn: Callable[..., Any], *args: Any) -> tuple[Any, _Failure | None]:
+    """``(fn(*args), None)``, or ``(None, failure)`` when librdkafka raised.
+
+    After a fatal error the binding can raise a bare ``KafkaError``; it is not an exception class,
+    so ``except Exception`` and even ``except BaseException`` miss it once it has passed through
+    a ``finally`` block: only a bare ``except`` right at the call catches it.
+    """
+    try:
+        return fn(*args), None
+    except Exception as exc:  # KafkaException, RuntimeError (closed producer), a callback's error
+        return None, _failure(exc)
+    except BaseException:  # KeyboardInterrupt and friends pass through
+        raise
+    except:  # noqa: E722 - the bare KafkaError
+        return None, _failure(sys.exc_info()[1])
+
+
 class _ProducerHandle:
     """The live producer of one factory in one process, with broker-health flags from ``error_cb``."""
 
@@ -96,10 +126,9 @@ class _ProducerHandle:
 
         self._all_brokers_down = KafkaError._ALL_BROKERS_DOWN
         self._user_error_cb = user_error_cb
-        self.fatal: str | None = None
+        self.fatal: str | None = None  # set from a fatal error (raised by poll/flush/produce)
         self.down_since: float | None = None
         self.down_reason = ""
-        self.users = 0
         self.flush_timed_out = False  # a close() already waited in vain: later ones wait briefly
         self.gave_up = False  # a collect() already failed on broker health
         self.producer = Producer({**conf, "error_cb": self._on_error})
@@ -114,76 +143,35 @@ class _ProducerHandle:
         if self._user_error_cb is not None:
             self._user_error_cb(err)
 
-
-def _split_bootstrap(value: str | Iterable[str]) -> str:
-    items = value.split(",") if isinstance(value, str) else list(value)
-    servers = []
-    for item in items:
-        if not isinstance(item, str):
-            raise ModelError(f"KafkaSinkFactory: bootstrap_servers entries must be 'host:port' strings, "
-                             f"got {item!r} ({type(item).__name__})")
-        item = item.strip()
-        if not item or any(ch.isspace() for ch in item):
-            raise ModelError(f"KafkaSinkFactory: invalid bootstrap server {item!r} (expected 'host:port')")
-        servers.append(item)
-    if not servers:
-        raise ModelError("KafkaSinkFactory: bootstrap_servers is empty")
-    return ",".join(servers)
+    def shutdown(self) -> None:
+        """The last sink let go: purge what is left (it stays counted as undelivered) and serve the
+        purge reports briefly. librdkafka errors here change no count and are not raised."""
+        producer = self.producer
+        if len(producer):
+            _call(producer.purge)
+            _call(producer.flush, _SHUTDOWN_WAIT_S)
 
 
-def _check_conf(conf: Any, owner: str) -> dict[str, Any]:
-    if conf is None:
-        return {}
-    if not isinstance(conf, Mapping):
-        raise ModelError(f"{owner}: conf must be a dict of librdkafka settings, got {type(conf).__name__}")
-    checked: dict[str, Any] = {}
-    for key, value in conf.items():
-        if not isinstance(key, str):
-            raise ModelError(f"{owner}: conf keys must be strings, got {key!r}")
-        if callable(value):
-            if not (key.endswith("_cb") or key in ("logger", "on_delivery")):
-                raise ModelError(f"{owner}: conf[{key!r}] is a callable; only callback settings "
-                                 f"(error_cb, stats_cb, throttle_cb, oauth_cb, logger) take one")
-        elif not isinstance(value, (str, int, float)):  # bool is an int
-            raise ModelError(f"{owner}: conf[{key!r}] must be a str, int, float or bool, "
-                             f"got {type(value).__name__} {value!r}")
-        if key in _OWNED:
-            raise ModelError(f"{owner}: set {_OWNED[key]}= instead of conf[{key!r}]")
-        if key == "delivery.report.only.error" and str(value).lower() in ("true", "1"):
-            raise ModelError(f"{owner}: conf['delivery.report.only.error'] is not supported: "
-                             "the sink counts every delivery report")
-        checked[key] = value
-    return checked
+# --------------------------------------------------------------------------- factory
 
 
-def _validate_with_librdkafka(conf: dict[str, Any], owner: str) -> None:
-    """Let librdkafka check names and values now, with a producer that has no brokers to reach."""
-    from confluent_kafka import KafkaException, Producer
-
-    probe = {k: v for k, v in conf.items() if k not in ("bootstrap.servers", "error_cb", "logger")}
-    probe["log_level"] = 0  # no "no bootstrap.servers" notice on stderr
-    try:
-        Producer(probe)
-    except KafkaException as exc:
-        err = exc.args[0]
-        reason = err.str() if hasattr(err, "str") else str(exc)
-        raise ModelError(f"{owner}: invalid producer conf: {reason}") from None
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"{owner}: invalid producer conf: {exc}") from None
-
-
-class KafkaSinkFactory:
+class KafkaSinkFactory(PicklesAsDescription):
     """Creates ``KafkaSink`` s that share one producer per process (doge-datagen compatible).
 
     :param bootstrap_servers: iterable of ``"host:port"`` or a comma separated string; ``None``
-        reads ``$DOGE_KAFKA_BOOTSTRAP``, else ``"localhost:9092"`` (or ``conf["bootstrap.servers"]``).
+        reads ``conf["bootstrap.servers"]``, else ``$DOGE_KAFKA_BOOTSTRAP``, else ``"localhost:9092"``.
     :param client_id: producer ``client.id`` (default ``"doge-dist"``; ``-shard<i>`` is appended
         in sharded runs).
-    :param conf: extra librdkafka producer settings; they override ``PRODUCER_DEFAULTS``
-        (``enable.idempotence=true``, ``linger.ms=20``, no compression). Checked here.
+    :param conf: librdkafka producer settings; they override ``PRODUCER_DEFAULTS``
+        (``enable.idempotence=true``, ``linger.ms=20``, no compression) and win over the
+        arguments that set the same thing (``bootstrap.servers``, ``client.id``,
+        ``queue.buffering.max.messages``, ``message.timeout.ms``): one WARNING on the
+        ``doge_dist`` logger when both are given and disagree. Checked here: an unknown key or a
+        bad value is a ``ModelError``.
     :param buffer_size: the most messages held in the local producer queue
-        (``queue.buffering.max.messages``); when it is full ``collect()`` serves delivery reports
-        and retries rather than dropping. (doge-datagen flushed every ``buffer_size`` messages.)
+        (``queue.buffering.max.messages``, default 100,000); when it is full ``collect()`` serves
+        delivery reports and retries rather than dropping. (doge-datagen flushed every
+        ``buffer_size`` messages.)
     :param delivery_timeout_s: how long a message may wait for delivery (``message.timeout.ms``)
         before it counts as failed; default 30 s.
     :param close_timeout_s: the most ``close()`` waits for outstanding deliveries; default
@@ -193,53 +181,48 @@ class KafkaSinkFactory:
     an int in the ``conf`` position is taken as ``buffer_size``.
     """
 
+    _DESCRIPTION = ("_token",)  # copies of a factory share its producer in one process
+
     def __init__(
         self,
         bootstrap_servers: str | Iterable[str] | None = None,
         client_id: str | None = None,
-        conf: Mapping[str, Any] | None = None,
-        buffer_size: int = 100_000,
+        conf: Mapping[str, Any] | int | None = None,
+        buffer_size: int | None = None,
         *,
         delivery_timeout_s: float | None = None,
         close_timeout_s: float | None = None,
     ) -> None:
         owner = type(self).__name__
-        if isinstance(conf, int) and not isinstance(conf, bool) and buffer_size == 100_000:
+        if isinstance(conf, int) and not isinstance(conf, bool) and buffer_size is None:
             conf, buffer_size = None, conf  # doge-datagen: (bootstrap_servers, client_id, buffer_size)
-        user_conf = _check_conf(conf, owner)
-        if bootstrap_servers is None:
-            bootstrap_servers = user_conf.get("bootstrap.servers") or os.environ.get(BOOTSTRAP_ENV) \
-                or DEFAULT_BOOTSTRAP
-        elif "bootstrap.servers" in user_conf:
-            raise ModelError(f"{owner}: give the brokers either as bootstrap_servers or as "
-                             "conf['bootstrap.servers'], not both")
-        self.bootstrap_servers = _split_bootstrap(bootstrap_servers)
-        if client_id is not None and not (isinstance(client_id, str) and client_id):
-            raise ModelError(f"{owner}: client_id must be a non-empty str, got {client_id!r}")
-        if client_id is not None and "client.id" in user_conf:
-            raise ModelError(f"{owner}: give client_id or conf['client.id'], not both")
-        self.client_id = client_id or user_conf.pop("client.id", None) or DEFAULT_CLIENT_ID
-        if isinstance(buffer_size, bool) or not isinstance(buffer_size, int) or buffer_size < 1:
-            raise ModelError(f"{owner}: buffer_size must be a positive int, got {buffer_size!r}")
-        self.buffer_size = buffer_size
-        self.delivery_timeout_s = _positive(
-            DEFAULT_DELIVERY_TIMEOUT_S if delivery_timeout_s is None else delivery_timeout_s,
-            "delivery_timeout_s", owner)
-        self.close_timeout_s = _positive(
-            self.delivery_timeout_s + FLUSH_GRACE_S if close_timeout_s is None else close_timeout_s,
-            "close_timeout_s", owner)
-        self.conf = user_conf
-        _validate_with_librdkafka(self.producer_conf(), owner)
+        self._apply(resolve_producer_settings(owner, bootstrap_servers, client_id, conf, buffer_size,
+                                              delivery_timeout_s, close_timeout_s))
+
+    @classmethod
+    def from_settings(cls, settings: ProducerSettings) -> KafkaSinkFactory:
+        """A factory for settings already checked (by ``resolve_producer_settings``)."""
+        factory = cls.__new__(cls)
+        factory._apply(settings)
+        return factory
+
+    def _apply(self, settings: ProducerSettings) -> None:
+        self.bootstrap_servers = settings.bootstrap_servers
+        self.client_id = settings.client_id
+        self.buffer_size = settings.buffer_size
+        self.delivery_timeout_s = settings.delivery_timeout_s
+        self.close_timeout_s = settings.close_timeout_s
+        self.conf = settings.conf
         self._token = uuid.uuid4().hex
+        self._reset()
+
+    def _reset(self) -> None:
+        """Nothing live is held by the factory itself: producers live in the process registry."""
 
     def producer_conf(self) -> dict[str, Any]:
         """The librdkafka settings the producer is opened with (without the error callback)."""
-        conf = {**PRODUCER_DEFAULTS, **self.conf}
-        conf["bootstrap.servers"] = self.bootstrap_servers
-        conf["client.id"] = self.client_id
-        conf["queue.buffering.max.messages"] = self.buffer_size
-        conf["message.timeout.ms"] = max(1, int(self.delivery_timeout_s * 1000))
-        return conf
+        return ProducerSettings(self.bootstrap_servers, self.client_id, self.buffer_size,
+                                self.delivery_timeout_s, self.close_timeout_s, self.conf).producer_conf()
 
     def create(
         self,
@@ -263,52 +246,34 @@ class KafkaSinkFactory:
         return KafkaSink(self, topic, key_function, value_function, key_serializer, value_serializer)
 
     # -- process-local producer -------------------------------------------------------------
+    def _open_handle(self) -> _ProducerHandle:
+        conf = self.producer_conf()
+        shard = current_shard()
+        if shard.count > 1:
+            conf["client.id"] = f"{self.client_id}-shard{shard.index}"
+        user_cb = conf.pop("error_cb", None)
+        return _ProducerHandle(conf, user_cb)
+
     def _acquire(self) -> _ProducerHandle:
-        key = (self._token, os.getpid())
-        with _HANDLES_LOCK:
-            handle = _HANDLES.get(key)
-            if handle is None:
-                conf = self.producer_conf()
-                shard = current_shard()
-                if shard.count > 1:
-                    conf["client.id"] = f"{self.client_id}-shard{shard.index}"
-                user_cb = conf.pop("error_cb", None)
-                handle = _HANDLES[key] = _ProducerHandle(conf, user_cb)
-            handle.users += 1
-            return handle
+        return CLIENTS.acquire(self._token, self._open_handle)
 
     def _release(self, handle: _ProducerHandle) -> None:
-        key = (self._token, os.getpid())
-        with _HANDLES_LOCK:
-            handle.users -= 1
-            if handle.users > 0 or _HANDLES.get(key) is not handle:
-                return
-            del _HANDLES[key]
-        producer = handle.producer
-        if len(producer):
-            producer.purge()  # whatever is left stays counted as undelivered
-            producer.flush(1.0)
+        if CLIENTS.release(self._token, handle):
+            handle.shutdown()
 
     def __repr__(self) -> str:
         return f"KafkaSinkFactory(bootstrap_servers={self.bootstrap_servers!r}, client_id={self.client_id!r})"
 
 
-def _positive(value: Any, name: str, owner: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ModelError(f"{owner}: {name} must be a positive number of seconds, got {value!r}")
-    return float(value)
+# --------------------------------------------------------------------------- sink
 
 
-class KafkaSink(EventSink):
+class KafkaSink(PicklesAsDescription, EventSink):
     """Produces each event to ``topic``: key from ``key_function``, value from ``value_function``.
 
     ``name`` is ``"kafka:<topic>"``. ``stats()`` gives produced / delivered / failed / undelivered
-    counts for the current process since the sink was opened.
+    counts of the current run (``begin_run()``) in this process.
     """
-
-    _LIVE = ("_handle", "_producer", "_produce", "_key_ser", "_value_ser", "_key_ctx", "_value_ctx",
-             "_utf8_key", "_utf8_value", "_dr", "_produced", "_delivered", "_failed", "_first_error",
-             "_since_poll", "_poll_due", "_ts_warned")
 
     def __init__(
         self,
@@ -336,10 +301,10 @@ class KafkaSink(EventSink):
         self.value_function = value_function
         self.key_serializer = key_serializer
         self.value_serializer = value_serializer
-        self._reset_live()
-        self._produced = self._delivered = self._failed = 0
+        self._reset()
 
-    def _reset_live(self) -> None:
+    def _reset(self) -> None:
+        """Unopened, with zero counts (a new sink, or a pickled copy arriving in a worker)."""
         self._handle: _ProducerHandle | None = None
         self._producer: Any = None
         self._produce: Any = None
@@ -349,19 +314,15 @@ class KafkaSink(EventSink):
         self._key_ctx: Any = None
         self._value_ctx: Any = None
         self._dr: Any = None
-        self._first_error: str | None = None
         self._since_poll = 0
         self._poll_due = 0.0
         self._ts_warned = False
+        self.begin_run()
 
-    # -- pickling: a description only --------------------------------------------------------
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in self._LIVE}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._reset_live()
+    def begin_run(self) -> None:
+        """Counts start at zero for each run."""
         self._produced = self._delivered = self._failed = 0
+        self._first_error: str | None = None
 
     # -- writing -------------------------------------------------------------------------------
     def _open(self) -> None:
@@ -369,7 +330,9 @@ class KafkaSink(EventSink):
 
         key_ser = _open_serializer(self.key_serializer, StringSerializer)
         value_ser = _open_serializer(self.value_serializer, StringSerializer)
-        handle = self.factory._acquire()
+        handle, failure = _call(self.factory._acquire)
+        if failure is not None:  # e.g. a certificate file that exists on the driver but not here
+            raise self._error(f"cannot open the producer: {failure.reason}") from failure.cause
         self._handle = handle
         self._producer = handle.producer
         self._produce = handle.producer.produce
@@ -378,8 +341,6 @@ class KafkaSink(EventSink):
         self._utf8_value = self.value_serializer is None
         self._key_ctx = SerializationContext(self.topic, MessageField.KEY)
         self._value_ctx = SerializationContext(self.topic, MessageField.VALUE)
-        self._produced = self._delivered = self._failed = 0
-        self._first_error = None
         self._since_poll = 0
         self._poll_due = _monotonic() + POLL_INTERVAL_S
         self._dr = self._on_delivery
@@ -389,7 +350,7 @@ class KafkaSink(EventSink):
             self._delivered += 1
             if self._handle is not None:
                 self._handle.down_since = None
-        elif not _is_purge(err):  # purged at close: stays "undelivered"
+        elif not _is_purge(err):  # purged at close or after a fatal error: stays "undelivered"
             self._failed += 1
             if self._first_error is None:
                 self._first_error = err.str()
@@ -419,14 +380,50 @@ class KafkaSink(EventSink):
                 raise
             self._produce_when_room(key, value, int(timestamp), wait_first=False)
         except Exception as exc:  # KafkaException: fatal producer state, message too large, ...
-            raise self._error(f"produce() refused the message: {exc}") from exc
+            raise self._refused(_failure(exc)) from exc
+        except BaseException:
+            raise
+        except:  # noqa: E722 - a bare KafkaError (see _call)
+            failure = _failure(sys.exc_info()[1])
+            raise self._refused(failure) from failure.cause
         self._produced += 1
         self._since_poll += 1
         if self._since_poll >= POLL_EVERY or _monotonic() >= self._poll_due:
             self._since_poll = 0
             self._poll_due = _monotonic() + POLL_INTERVAL_S
-            self._producer.poll(0)
+            self._poll(0)
             self._check_health()
+
+    def _poll(self, timeout: float) -> None:
+        _, failure = _call(self._producer.poll, timeout)
+        if failure is not None:
+            raise self._librdkafka_error("poll()", failure) from failure.cause
+
+    def _refused(self, failure: _Failure) -> SinkError:
+        """produce() refused a message; after a fatal error, say which one (poll() raises it)."""
+        from confluent_kafka import KafkaError
+
+        cause = failure.cause.args[0] if failure.cause.args else None
+        if getattr(cause, "code", None) is not None and cause.code() == KafkaError._FATAL:
+            _, fatal = _call(self._producer.poll, 0)
+            if fatal is not None and fatal.fatal:
+                return self._librdkafka_error("produce()", fatal)
+            if self._handle is not None and self._handle.fatal is not None:
+                return self._error(f"fatal producer error: {self._handle.fatal}")
+        return self._error(f"produce() refused the message: {failure.reason}")
+
+    def _librdkafka_error(self, what: str, failure: _Failure) -> SinkError:
+        return self._error(self._librdkafka_reason(what, failure))
+
+    def _librdkafka_reason(self, what: str, failure: _Failure) -> str:
+        """The reason for a librdkafka error at ``what``; a fatal one is recorded on the producer."""
+        handle = self._handle
+        if failure.fatal:
+            if handle is not None:
+                handle.fatal = failure.reason
+                handle.gave_up = True
+            return f"fatal producer error: {failure.reason}"
+        return f"{what} failed: {failure.reason}"
 
     def _warn_timestamp(self, timestamp: int) -> None:
         self._ts_warned = True
@@ -452,7 +449,7 @@ class KafkaSink(EventSink):
         wait = wait_first
         while True:
             if wait:
-                self._producer.poll(0.05)
+                self._poll(0.05)
                 self._check_health()
             wait = True
             try:
@@ -463,7 +460,12 @@ class KafkaSink(EventSink):
                     raise self._error(f"local producer queue stayed full ({self.factory.buffer_size} "
                                       f"messages) for {self.factory.close_timeout_s:g} s") from None
             except Exception as exc:
-                raise self._error(f"produce() refused the message: {exc}") from exc
+                raise self._refused(_failure(exc)) from exc
+            except BaseException:
+                raise
+            except:  # noqa: E722 - a bare KafkaError (see _call)
+                failure = _failure(sys.exc_info()[1])
+                raise self._refused(failure) from failure.cause
 
     def _check_health(self) -> None:
         handle = self._handle
@@ -491,10 +493,14 @@ class KafkaSink(EventSink):
     def flush(self, timeout: float | None = None) -> dict[str, int]:
         """Wait up to ``timeout`` s (default ``close_timeout_s``) for deliveries; return ``stats()``.
 
-        The sink stays open. Nothing is raised here: failures show in the counts and at ``close()``.
+        The sink stays open. Delivery failures show in the counts and at ``close()``; a librdkafka
+        error (e.g. a fatal producer error) raises ``SinkError`` with the counts.
         """
         if self._producer is not None:
-            self._producer.flush(self.factory.close_timeout_s if timeout is None else timeout)
+            wait = self.factory.close_timeout_s if timeout is None else timeout
+            _, failure = _call(self._producer.flush, wait)
+            if failure is not None:
+                raise self._librdkafka_error("flush()", failure) from failure.cause
         return self.stats()
 
     def close(self) -> None:
@@ -504,28 +510,33 @@ class KafkaSink(EventSink):
             return
         producer = handle.producer
         timed_out = False
-        try:
-            broken = handle.fatal is not None or handle.flush_timed_out or handle.gave_up
-            timeout = min(1.0, self.factory.close_timeout_s) if broken else self.factory.close_timeout_s
-            if producer.flush(timeout) > 0 and self._produced > self._delivered + self._failed:
-                handle.flush_timed_out = timed_out = True
-        finally:
-            self._handle = None
-            self._producer = self._produce = self._dr = None
-            self.factory._release(handle)
-        if self._failed or self._produced > self._delivered:
-            if handle.fatal is not None:
-                reason = f"fatal producer error: {handle.fatal}"
-            elif handle.down_since is not None:
-                reason = f"all Kafka brokers are down ({handle.down_reason})"
-            elif timed_out:
-                reason = f"not all messages delivered within {self.factory.close_timeout_s:g} s"
-            else:
-                reason = "delivery failed"
-            raise self._error(reason)
+        broken = handle.fatal is not None or handle.flush_timed_out or handle.gave_up
+        timeout = min(1.0, self.factory.close_timeout_s) if broken else self.factory.close_timeout_s
+        remaining, failure = _call(producer.flush, timeout)
+        failed_call = ""
+        if failure is not None:
+            failed_call = self._librdkafka_reason("flush()", failure)  # records a fatal error
+        elif remaining > 0 and self._produced > self._delivered + self._failed:
+            handle.flush_timed_out = timed_out = True
+        self._handle = None
+        self._producer = self._produce = self._dr = None
+        self.factory._release(handle)  # the last sink purges what is left: it stays undelivered
+        if failure is None and not self._failed and self._produced <= self._delivered:
+            return
+        if handle.fatal is not None:
+            reason = f"fatal producer error: {handle.fatal}"
+        elif failed_call:
+            reason = failed_call
+        elif handle.down_since is not None:
+            reason = f"all Kafka brokers are down ({handle.down_reason})"
+        elif timed_out:
+            reason = f"not all messages delivered within {self.factory.close_timeout_s:g} s"
+        else:
+            reason = "delivery failed"
+        raise self._error(reason) from (failure.cause if failure is not None else None)
 
     def stats(self) -> dict[str, int]:
-        """Counts in this process since the sink opened: produced, delivered, failed, undelivered."""
+        """Counts of this run in this process: produced, delivered, failed, undelivered."""
         produced, delivered, failed = self._produced, self._delivered, self._failed
         return {"produced": produced, "delivered": delivered, "failed": failed,
                 "undelivered": produced - delivered - failed}

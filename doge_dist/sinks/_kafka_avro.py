@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .._errors import ModelError, SinkError
 from ..model._vocabulary import Transition
+from ._clients import CLIENTS
 from ._kafka import KafkaSink, KafkaSinkFactory, LazySerializer, RecordSerializationError
+from ._kafka_conf import resolve_producer_settings
 from ._masking import mask_url, url_passwords
 from ._masking import scrub as _scrub
+from ._pickling import PicklesAsDescription
 
 __all__ = ["KafkaAvroSinkFactory", "AvroSerializerSpec", "REGISTRY_ENV", "DEFAULT_REGISTRY_URL",
            "DEFAULT_REGISTRY_TIMEOUT_S"]
@@ -35,11 +37,6 @@ _DEFAULT_RETRIES = 3  # confluent_kafka's SchemaRegistryClient default for max.r
 
 # registry_conf keys whose values are secrets (masked in every message)
 _SECRET_KEY_WORDS = ("password", "secret", "token", "user.info")
-
-# (factory token, pid) -> schema registry client; one per factory per process.
-_CLIENTS: dict[tuple[str, int], Any] = {}
-_CLIENTS_LOCK = threading.Lock()
-
 
 def _new_registry_client(conf: dict[str, Any]) -> Any:
     from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -96,7 +93,7 @@ def describe_mismatch(record: Any, parsed: Any) -> str | None:
     return None
 
 
-class AvroSerializerSpec(LazySerializer):
+class AvroSerializerSpec(PicklesAsDescription, LazySerializer):
     """A picklable ``AvroSerializer`` description for one topic and field (``"key"`` or ``"value"``)."""
 
     def __init__(self, factory: KafkaAvroSinkFactory, topic: str, field: str, schema_text: str) -> None:
@@ -104,16 +101,11 @@ class AvroSerializerSpec(LazySerializer):
         self.topic = topic
         self.field = field
         self.schema_text = schema_text
+        self._reset()
+
+    def _reset(self) -> None:
         self._parsed: Any = None
         self._serializer: Any = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"factory": self.factory, "topic": self.topic, "field": self.field,
-                "schema_text": self.schema_text}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._parsed = self._serializer = None
 
     def open(self) -> Callable[[Any, Any], bytes | None]:
         from confluent_kafka.schema_registry.avro import AvroSerializer
@@ -178,7 +170,7 @@ def _is_timeout(exc: Exception) -> bool:
     return isinstance(exc, TimeoutError) or _is_httpx(exc, "TimeoutException")
 
 
-class KafkaAvroSinkFactory:
+class KafkaAvroSinkFactory(PicklesAsDescription):
     """Creates Kafka sinks that write Avro keys and values (Confluent wire format), doge-datagen compatible.
 
     :param bootstrap_servers, client_id, conf, buffer_size, delivery_timeout_s, close_timeout_s:
@@ -194,13 +186,15 @@ class KafkaAvroSinkFactory:
     :param serializer_conf: ``AvroSerializer`` settings, e.g. ``{"auto.register.schemas": False}``.
     """
 
+    _DESCRIPTION = ("_token",)  # copies of a factory share its registry client in one process
+
     def __init__(
         self,
         bootstrap_servers: str | Iterable[str] | None = None,
         schema_registry_url: str | None = None,
         client_id: str | None = None,
-        conf: Mapping[str, Any] | None = None,
-        buffer_size: int = 100_000,
+        conf: Mapping[str, Any] | int | None = None,
+        buffer_size: int | None = None,
         registry_conf: Mapping[str, Any] | None = None,
         *,
         serializer_conf: Mapping[str, Any] | None = None,
@@ -208,10 +202,10 @@ class KafkaAvroSinkFactory:
         close_timeout_s: float | None = None,
     ) -> None:
         owner = type(self).__name__
-        if isinstance(conf, int) and not isinstance(conf, bool) and buffer_size == 100_000:
+        if isinstance(conf, int) and not isinstance(conf, bool) and buffer_size is None:
             conf, buffer_size = None, conf  # doge-datagen: (servers, registry_url, client_id, buffer_size)
-        self.kafka = KafkaSinkFactory(bootstrap_servers, client_id, conf, buffer_size,
-                                      delivery_timeout_s=delivery_timeout_s, close_timeout_s=close_timeout_s)
+        self.kafka = KafkaSinkFactory.from_settings(resolve_producer_settings(
+            owner, bootstrap_servers, client_id, conf, buffer_size, delivery_timeout_s, close_timeout_s))
         if registry_conf is not None and not isinstance(registry_conf, Mapping):
             raise ModelError(f"{owner}: registry_conf must be a dict, got {type(registry_conf).__name__}")
         registry_conf = dict(registry_conf or {})
@@ -240,6 +234,9 @@ class KafkaAvroSinkFactory:
         self.serializer_conf = dict(serializer_conf or {})
         self._check_clients(owner)
         self._token = uuid.uuid4().hex
+
+    def _reset(self) -> None:
+        """Nothing live is held by the factory itself: registry clients live in the process registry."""
 
     def _check_clients(self, owner: str) -> None:
         """Build a throwaway registry client and serializer so bad settings fail now (no network)."""
@@ -276,12 +273,7 @@ class KafkaAvroSinkFactory:
         With a ``mock://`` URL it holds the schemas the sinks registered in this process, so a
         test can decode with ``AvroDeserializer(factory.schema_registry_client())``.
         """
-        key = (self._token, os.getpid())
-        with _CLIENTS_LOCK:
-            client = _CLIENTS.get(key)
-            if client is None:
-                client = _CLIENTS[key] = _new_registry_client(self.registry_conf)
-            return client
+        return CLIENTS.get(self._token, lambda: _new_registry_client(self.registry_conf))
 
     def create(
         self,

@@ -8,6 +8,7 @@ from typing import Any
 
 from .._context import current_shard
 from ..model._vocabulary import EventSink, Transition
+from ._pickling import PicklesAsDescription
 
 __all__ = ["PrintingSink", "CountingSink"]
 
@@ -61,19 +62,37 @@ class PrintingSink(EventSink):
         return {"format_function": self.format_function, "printed": 0, "_kept": None}
 
 
-class CountingSink(EventSink):
-    """Counts events and does nothing else: the cheapest possible sink."""
+class CountingSink(PicklesAsDescription, EventSink):
+    """Counts events and does nothing else: the cheapest possible sink.
+
+    ``count`` is the events of the current run in this process; ``closed`` how often it was closed.
+    """
 
     def __init__(self, name: str = "count") -> None:
         self.name = name
-        self.count = 0
-        self.closed = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._count = 0
+        self._closed = 0
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    @property
+    def closed(self) -> int:
+        return self._closed
+
+    def begin_run(self) -> None:
+        """Counts start at zero for each run."""
+        self._count = 0
 
     def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
-        self.count += 1
+        self._count += 1
 
     def close(self) -> None:
-        self.closed += 1
+        self._closed += 1
 
     def stats(self) -> dict[str, int]:
-        return {"delivered": self.count}
+        return {"delivered": self._count}

@@ -251,20 +251,6 @@ def _sql(data: dict, kind: str, record: Any, for_model: bool) -> EventSink:
         raise SinkSpecError("create: true needs a YAML model (a Python model's columns are not known); "
                             "create the table yourself", "create")
     factory = DbSinkFactory(url)
-    if create:
-        _create_table(factory, table)
-    return factory.create(table, record or default_row, batch_size)
-
-
-def _create_table(factory: Any, table: str) -> None:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(factory.db_url, connect_args=factory.connect_args())
-    try:
-        with engine.begin() as conn:
-            model_table(table).create(conn, checkfirst=True)
-    except sa.exc.DBAPIError as exc:
-        raise ConnectionError(f"sql sink: cannot create table {table} in the database at "
-                              f"{factory.masked_url}: {factory.connection_error(exc)}") from exc
-    finally:
-        engine.dispose()
+    # the table is checked (and created when missing) by the sink's prepare(), before the run
+    return factory.create(table, record or default_row, batch_size,
+                          create_table=model_table(table) if create else None)
