@@ -49,6 +49,8 @@ __all__ = [
     "ShardInfo",
     "current_shard",
     "release_workers",
+    "load_model",
+    "dump_model",
     "__version__",
 ]
 
@@ -61,6 +63,10 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(".sinks", __name__), name)
         globals()[name] = value
         return value
+    if name in ("load_model", "dump_model"):  # PyYAML loads with the first model
+        from .model import _yaml_model
+
+        return getattr(_yaml_model, name)
     if name == "release_workers":
         from .run._ray_backend import release_workers
 

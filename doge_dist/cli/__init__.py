@@ -1,4 +1,4 @@
-"""The ``doge-dist`` command line: run, graph, inspect and submit models and job specs.
+"""The ``doge-dist`` command line: run, graph, inspect and submit models and job specs; fit and compare logs.
 
 Exit statuses: 0 success (also an unbounded run stopped by SIGINT/SIGTERM), 1 the run (or render,
 or submission) failed, 2 bad input (target, spec, flag, model, --report path, a run too large for
@@ -28,7 +28,8 @@ def _paragraphs(*paragraphs: str) -> str:
 
 
 _TARGET = ("TARGET is a model function 'package.module:function' or 'path/to/file.py:function' returning a "
-           "DataOnlineGenerator, or a YAML job spec (JOB.yaml). Flags override the spec.")
+           "DataOnlineGenerator, a YAML model (MODEL.yaml with format: doge-dist/model-1), or a YAML job "
+           "spec (JOB.yaml). Flags override the spec.")
 SECURITY_NOTE = ("Security: a job spec's 'model:' (and a TARGET) is Python code that run, graph and inspect "
                  "import and call with your permissions ('model: subprocess:run' would run a program): run "
                  "only specs and models you trust, as you would a script.")
@@ -39,6 +40,10 @@ _EXAMPLES = """examples:
   doge-dist graph examples/banking.py:build_generator -o model.svg
   doge-dist inspect examples/jobs/banking-print.yaml --json
   doge-dist submit examples/jobs/banking-jsonl.yaml --address http://HEAD:8265 --wait
+  doge-dist fit examples/clickstream/clickstream.jsonl.gz --subject user --event event --time ts \\
+      --tick-ms 1000 --population 10000 -o out/clickstream.yaml
+  doge-dist compare examples/clickstream/clickstream.jsonl.gz out/clickstream-*.jsonl --subject user \\
+      --event event --time ts --gen-subject subject --gen-time timestamp --html out/compare.html
 
 Each command has its own help: doge-dist run --help."""
 _TOP_EPILOG = _EXAMPLES + "\n\n" + _paragraphs(_TARGET, SECURITY_NOTE)
@@ -160,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     _common(inspect)
 
+    from ._learn import add_compare_parser, add_fit_parser
+
+    add_fit_parser(sub)
+    add_compare_parser(sub)
+
     submit = sub.add_parser("submit", help="run a job spec on a Ray cluster as a Ray Job",
                             epilog=_SUBMIT_EPILOG, formatter_class=raw)
     _target_options(submit)
@@ -188,11 +198,15 @@ def _configure_logging(debug: bool, masker: Masker) -> None:
     install_log_masking(masker, logging.DEBUG if debug else logging.WARNING, replace_handlers=True)
 
 
-def _commands() -> dict[str, Callable[[argparse.Namespace, Masker], int]]:
+def _command_table() -> dict[str, Callable[[argparse.Namespace, Masker], int]]:
+    # (not named _commands: importing the submodule cli._commands would rebind that package attribute,
+    # and a second main() in the same process would call the module)
     from ._commands import cmd_graph, cmd_inspect, cmd_run
+    from ._learn import cmd_compare, cmd_fit
     from ._submit import cmd_submit
 
-    return {"run": cmd_run, "graph": cmd_graph, "inspect": cmd_inspect, "submit": cmd_submit}
+    return {"run": cmd_run, "graph": cmd_graph, "inspect": cmd_inspect, "submit": cmd_submit,
+            "fit": cmd_fit, "compare": cmd_compare}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -205,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     masker = Masker()
     _configure_logging(args.debug, masker)
     try:
-        return _commands()[args.command](args, masker)
+        return _command_table()[args.command](args, masker)
     except (UsageError, ValueError, ImportError) as exc:  # SpecError, TargetError, ModelError, ...
         return _fail(exc, EXIT_BAD_INPUT, masker, args.debug)
     except RunFailed as exc:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ModelError, RunInterrupted
+from ..model._yaml_model import is_model_file
 from ._auto import WorkersChoice, choose_workers
 from ._errors import EXIT_INTERRUPTED, EXIT_OK, RunFailed, SpecError, UsageError
 from ._interpolate import typed_scalar
@@ -26,6 +27,7 @@ from ._mask import MASKING_RULE, InstallLogMasking, Masker
 from ._progress import ProgressPrinter
 from ._report import build_report, describe_counts, summary_table, write_report
 from ._schema import AUTO, GENERATOR_ATTRIBUTES, resolve_timestamp
+from ._sink_spec import is_yaml_model_ref, load_yaml_target, python_model_params
 from ._spec import JobSpec, load_spec
 from ._target import Target, build_model, load_target
 
@@ -61,7 +63,7 @@ def parse_param(text: str) -> tuple[str, Any]:
 
 def load_job(args: argparse.Namespace, masker: Masker, *, run_flags: bool) -> JobSpec:
     """The job spec (or a bare target) with command-line flags applied on top."""
-    if is_spec_path(args.target):
+    if is_spec_path(args.target) and not is_model_file(args.target):  # a model file is a TARGET
         spec = load_spec(args.target, masker=masker)
     else:
         spec = JobSpec(masker=masker)
@@ -83,8 +85,12 @@ def load_job(args: argparse.Namespace, masker: Masker, *, run_flags: bool) -> Jo
 def prepare_model(spec: JobSpec) -> tuple[Target, Any]:
     """Resolve the target, build the generator and apply the spec's settings to it (all at once, so
     the combined checks such as the int64 time range see the final values)."""
-    target = load_target(spec.model or "", spec.base_dir)
-    generator = build_model(target, spec.params)
+    if is_yaml_model_ref(spec.model or ""):
+        target, generator = load_yaml_target(spec)
+    else:
+        target = load_target(spec.model or "", spec.base_dir)
+        params = spec.params if spec.extras.get("sink") is None else python_model_params(spec, target)
+        generator = build_model(target, params)
     updates: dict[str, Any] = {}
     for name, attribute in GENERATOR_ATTRIBUTES.items():
         if name in spec.settings:

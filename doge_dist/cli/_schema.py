@@ -181,6 +181,8 @@ def _model(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"must be a target 'package.module:function' or 'path/to/file.py:function', "
                          f"got {value!r}")
+    if value.strip().lower().endswith((".yaml", ".yml")):  # a YAML model file (format: doge-dist/model-1)
+        return value.strip()
     module, sep, attr = value.strip().rpartition(":")
     if not sep or not module or not attr:
         raise ValueError(f"must be 'package.module:function' or 'path/to/file.py:function' "
@@ -235,6 +237,13 @@ def _speed(value: Any) -> float:
     return float(value)
 
 
+def _sink(value: Any) -> dict[str, Any]:
+    """A sink description (``{type: jsonl, path: ...}``): its type and keys (SinkSpecError names the key)."""
+    from ..sinks._spec import check_sink_keys
+
+    return check_sink_keys(value)
+
+
 def _description(value: Any) -> str | None:
     if value is not None and not isinstance(value, str):
         raise ValueError(f"must be text, got {type(value).__name__}")
@@ -255,6 +264,7 @@ for _field in (
     Field("realtime", _bool, "run"),
     Field("speed", _speed, "run"),
     Field("secrets", _secrets, "secrets"),
+    Field("sink", _sink, "extra"),  # built by cli/_sink_spec.py for YAML models and sink-taking functions
     Field("description", _description, "description"),
 ):
     register_field(_field)

@@ -210,9 +210,9 @@ def _compose(text: str, source: str) -> tuple[dict[str, Any], dict[str, int]]:
                                 source=source)
             raw[key] = loader.construct_object(value_node, deep=True)
             lines[key] = value_node.start_mark.line + 1
-            if key == "params" and isinstance(value_node, yaml.MappingNode):
+            if key in ("params", "sink") and isinstance(value_node, yaml.MappingNode):
                 for pkey, pvalue in value_node.value:
-                    lines[f"params.{pkey.value}"] = pvalue.start_mark.line + 1
+                    lines[f"{key}.{pkey.value}"] = pvalue.start_mark.line + 1
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -251,7 +251,9 @@ def parse_spec_text(text: str, source: str = "<spec>", environ: Mapping[str, str
         try:
             validated = validate_field(key, value)
         except ValueError as exc:
-            raise SpecError(spec.masker.mask(str(exc)), field=key, line=lines[key], source=source) from None
+            where = f"{key}.{exc.key}" if getattr(exc, "key", None) else key  # SinkSpecError names its key
+            raise SpecError(spec.masker.mask(str(exc)), field=where, line=lines.get(where, lines[key]),
+                            source=source) from None
         if key == "params":
             spec.shown_params = {k: shown[k] for k in validated
                                  if shown[k] is not validated[k] and shown[k] != validated[k]}

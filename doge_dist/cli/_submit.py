@@ -131,6 +131,12 @@ def plan_upload(spec: JobSpec, *, working_dir: Path | None = None,
         plan.add_file(spec.path, spec.path.relative_to(working_dir).as_posix())
         plan.spec_path = spec.path.relative_to(working_dir).as_posix()
         return plan
+    if (spec.model or "").strip().lower().endswith((".yaml", ".yml")):  # a YAML model file
+        path = Path(spec.model.strip())
+        path = path if path.is_absolute() else spec.base_dir / path
+        if not path.is_file():
+            raise UsageError(f"field 'model': file not found: {path.resolve()}")
+        return path.resolve().parent
     module_part, _ = parse_target(spec.model or "")
     if is_file_target(module_part):
         written = Path(module_part)
