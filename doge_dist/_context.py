@@ -13,7 +13,9 @@ __all__ = ["ShardInfo", "current_shard", "shard_scope"]
 class ShardInfo:
     """The shard this process writes for: its initial subjects ``[start, stop)`` and its parts
     ``first_part .. stop_part-1`` of ``parts`` (arriving subjects belong to parts too).
-    ``in_driver``: the shard runs in the driver's process (an in-process run)."""
+    ``in_driver``: the shard runs in the driver's process (an in-process run). ``run_id`` names the
+    run's lineage (a resumed run keeps its checkpoint's): sinks that record progress key it by that.
+    A tick's timestamp is ``timestamp_start + tick * tick_ms``."""
 
     index: int = 0
     count: int = 1
@@ -23,6 +25,9 @@ class ShardInfo:
     first_part: int = 0
     stop_part: int = 1
     in_driver: bool = True
+    run_id: str = ""
+    tick_ms: int = 1
+    timestamp_start: int = 0
 
 
 _current: ShardInfo = ShardInfo()

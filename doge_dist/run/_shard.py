@@ -46,7 +46,8 @@ class ShardWorker:
         self.layout = layout
         self.info = ShardInfo(index=layout.index, count=layout.count, start=layout.start, stop=layout.stop,
                               parts=layout.parts, first_part=layout.first_part, stop_part=layout.stop_part,
-                              in_driver=in_driver)
+                              in_driver=in_driver, run_id=plan.run_id, tick_ms=plan.settings.tick_ms,
+                              timestamp_start=plan.settings.timestamp_start)
         settings = plan.settings
         if not in_driver and plan.driver_output:
             settings = replace(settings, record_output_keys=True)
