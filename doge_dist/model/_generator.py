@@ -265,6 +265,7 @@ class DataOnlineGenerator(Generic[Subject]):
         parts: int | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
         checkpoint_every: int | None = None,
+        checkpoint_keep: int = 2,
         resume_from: str | os.PathLike | None = None,
         max_restarts: int = 0,
     ) -> RunResult:
@@ -283,7 +284,8 @@ class DataOnlineGenerator(Generic[Subject]):
         each worker process before its shard starts (the CLI installs its log masking there).
 
         ``checkpoint_dir`` (a folder or an fsspec URL such as ``s3://bucket/run``) receives a checkpoint
-        every ``checkpoint_every`` ticks and at the end (also of a stopped run). ``resume_from`` (such a
+        every ``checkpoint_every`` ticks and at the end (also of a stopped run); the newest
+        ``checkpoint_keep`` complete ones are kept (0: all). ``resume_from`` (such a
         folder, or one of its ``tick-...`` folders) continues that checkpoint's population for
         ``ticks_num`` more ticks: the events are exactly those one longer run would have made.
         ``max_restarts``: on Ray, a shard whose worker is lost is replaced and replayed from the last
@@ -309,6 +311,9 @@ class DataOnlineGenerator(Generic[Subject]):
                 raise ModelError(f"checkpoint_every must be an integer >= 1 (ticks), got {every!r}")
             if checkpoint_dir is None:
                 raise ModelError("checkpoint_every needs checkpoint_dir (where the checkpoints go)")
+        keep = checkpoint_keep
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+            raise ModelError(f"checkpoint_keep must be an integer >= 0 (0: keep all), got {keep!r}")
         if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
             raise ModelError(f"max_restarts must be an integer >= 0, got {max_restarts!r}")
         manifest = None
@@ -328,7 +333,8 @@ class DataOnlineGenerator(Generic[Subject]):
         plan = RunPlan.build(self, workers=workers, window=window, pacing=pacing, keep_workers=keep_workers,
                              worker_setup=worker_setup, parts=parts, run_key=run_key,
                              checkpoint_dir=None if checkpoint_dir is None else os.fspath(checkpoint_dir),
-                             checkpoint_every=checkpoint_every, resume=manifest, max_restarts=max_restarts)
+                             checkpoint_every=checkpoint_every, checkpoint_keep=keep, resume=manifest,
+                             max_restarts=max_restarts)
         controls = RunControls(progress=progress, stop_events=stops)
         use_ray = backend == "ray" or (backend is None and (workers > 1 or ray_address is not None))
         if not use_ray:

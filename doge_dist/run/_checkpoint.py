@@ -338,8 +338,9 @@ class CheckpointLog:
     """The driver's side: gathers each shard's positions and finished snapshots per tick and completes
     a checkpoint (its manifest) once every shard's part of it is on disk."""
 
-    def __init__(self, url: str, shards: int, manifest_base: dict[str, Any]) -> None:
+    def __init__(self, url: str, shards: int, manifest_base: dict[str, Any], *, keep: int = KEEP) -> None:
         self.store = Store(url)
+        self.keep = keep
         self.shards = shards
         self.base = manifest_base
         self.positions: dict[int, dict[int, dict[str, Any]]] = {}   # tick -> shard -> checkpoint record
@@ -391,7 +392,7 @@ class CheckpointLog:
                 "subjects": subjects, "events_by_shard": {str(s): r["total_events"] for s,
                                                                     r in records.items()},
                 "events_by_sink_by_shard": {str(s): r["events_by_sink"] for s, r in records.items()},
-            })
+            }, keep=self.keep)
             self.latest = tick
             self.completed.append({"tick": tick, "bytes": total_bytes, "subjects": subjects,
                                    "write_s": max(i.get("seconds", 0.0) for i in infos.values())})

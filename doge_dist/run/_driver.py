@@ -96,7 +96,7 @@ def _checkpoint_log(plan: RunPlan) -> CheckpointLog | None:
             "shards": [[layout.first_part, layout.stop_part] for layout in layouts],
             "tick_ms": plan.settings.tick_ms, "timestamp_start": plan.settings.timestamp_start,
             "first_tick": plan.start_tick}
-    log = CheckpointLog(plan.checkpoint_url, len(layouts), base)
+    log = CheckpointLog(plan.checkpoint_url, len(layouts), base, keep=plan.checkpoint_keep)
     write_run_status(log.store, {"run_id": plan.run_id, "status": "running", "first_tick": plan.start_tick})
     return log
 

@@ -63,6 +63,7 @@ class RunPlan:
     start_tick: int = 0                   # the first tick of this run (a resumed run goes on from there)
     checkpoint_url: str | None = None     # where checkpoints go (local folder or fsspec URL)
     checkpoint_every: int | None = None   # ticks between checkpoints (None: only at the end)
+    checkpoint_keep: int = 2              # complete checkpoints kept (0: all)
     resume: Manifest | None = None        # the checkpoint this run continues
     max_restarts: int = 0                 # replacements allowed per shard when its worker is lost
     fingerprint: dict[str, Any] = field(default_factory=dict)
@@ -89,7 +90,7 @@ class RunPlan:
     def build(cls, gen: DataOnlineGenerator, *, workers: int, window: int | None, pacing: Pacing,
               keep_workers: bool = False, worker_setup: Callable[[], None] | None = None,
               parts: int | None = None, run_key: int, checkpoint_dir: str | None = None,
-              checkpoint_every: int | None = None, resume: Manifest | None = None,
+              checkpoint_every: int | None = None, checkpoint_keep: int = 2, resume: Manifest | None = None,
               max_restarts: int = 0) -> RunPlan:
         model = gen.compile()
         fingerprint = gen.fingerprint_components()
@@ -135,7 +136,8 @@ class RunPlan:
             keep_workers=keep_workers, worker_setup=worker_setup,
             run_id=str(resume.data["run_id"]) if resume is not None else uuid.uuid4().hex[:16],
             start_tick=resume.tick if resume is not None else 0,
-            checkpoint_url=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
+            checkpoint_url=checkpoint_dir, checkpoint_every=checkpoint_every, checkpoint_keep=checkpoint_keep,
+            resume=resume,
             max_restarts=max_restarts, fingerprint=fingerprint,
         )
 
