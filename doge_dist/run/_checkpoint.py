@@ -377,6 +377,9 @@ class CheckpointLog:
                 continue
             if tick in self.failed:
                 continue
+            if any(t < tick and t not in self.failed for t in {*self.positions, *self.written}):
+                break  # an older checkpoint is still being written: complete them in order (completing this
+                # one first would delete that one's folder as a partial while its writer still uses it)
             records = self.positions.pop(tick)
             infos = self.written.pop(tick)
             positions: dict[str, dict[str, Any]] = {}
