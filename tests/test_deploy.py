@@ -38,10 +38,11 @@ DEPLOY = REPO / "deploy"
 DOCS = [DEPLOY / "README.md", REPO / "docs" / "scaling.md"]
 COMPOSE = DEPLOY / "docker-compose.yml"
 REQUIRED_FILES = ["Dockerfile", "README.md", "docker-compose.yml", "ray-cluster.yaml",
-                  "kuberay/raycluster.yaml", "kuberay/rayjob.yaml", "kuberay/cronjob.yaml"]
+                  "kuberay/raycluster.yaml", "kuberay/rayjob.yaml", "kuberay/cronjob.yaml",
+                  "kuberay/cronjob-continue.yaml"]
 
 #: Subcommands when the CLI cannot be imported; test_fallback_subcommands_match_the_parser keeps it in sync.
-FALLBACK_SUBCOMMANDS = ("run", "graph", "inspect", "submit")
+FALLBACK_SUBCOMMANDS = ("run", "graph", "inspect", "submit", "fit", "compare")
 #: Third-party images the deploy files may use (repository -> why); each must carry a pinned tag.
 THIRD_PARTY_IMAGES = {
     "rayproject/ray": "Ray's base image (deploy/Dockerfile, the cluster launcher)",
@@ -646,6 +647,102 @@ def check_cronjob_file(docs: list[Any], where: str = "cronjob.yaml") -> list[str
     return problems
 
 
+# -- checks: the CronJob whose runs continue each other (day N resumes day N-1) ----------------------
+
+CONTINUE = DEPLOY / "kuberay" / "cronjob-continue.yaml"
+_TODAY = "$(date -u +%F)"
+_YESTERDAY = "$(date -u -d yesterday +%F)"
+#: the one-liner in cronjob-continue.yaml's comment that starts day 1: the manifest without its --resume
+FIRST_DAY_SED = re.compile(r' --resume "[^"]*"')
+
+
+def continue_rayjob_text(docs: list[Any]) -> str:
+    """The RayJob manifest (text) of the continuing CronJob's ConfigMap."""
+    configmap = next(d for d in docs if d.get("kind") == "ConfigMap")
+    return configmap["data"]["rayjob.yaml"]
+
+
+def continue_entrypoint(manifest_text: str) -> tuple[dict[str, str], list[str]]:
+    """(the entrypoint's leading VAR=value assignments, its doge-dist argv)."""
+    entry = yaml.safe_load(manifest_text)["spec"]["entrypoint"]
+    words = shlex.split(entry)
+    assignments = {}
+    while words and re.match(r"^[A-Za-z_]\w*=", words[0]):
+        name, _, value = words.pop(0).partition("=")
+        assignments[name] = value
+    return assignments, argv_from_tokens(words) or []
+
+
+def pod_templates(rayjob: dict) -> list[tuple[str, dict]]:
+    cluster = rayjob["spec"]["rayClusterSpec"]
+    groups = [("head", cluster["headGroupSpec"])]
+    groups += [(f"worker group {g.get('groupName')}", g) for g in cluster.get("workerGroupSpecs") or []]
+    return [(label, group.get("template") or {}) for label, group in groups]
+
+
+def check_continuing_cronjob(docs: list[Any], where: str = "cronjob-continue.yaml") -> list[str]:
+    """What makes day N find day N-1's checkpoint: the entrypoint names today's folder (DAY) and resumes
+    yesterday's, under the folder the spec checkpoints into; every pod mounts the same ReadWriteMany
+    volume there; the lineage's first day is fixed; day 1 (the manifest without --resume) still parses."""
+    problems = check_cronjob_file(docs, where)
+    try:
+        text = continue_rayjob_text(docs)
+    except (StopIteration, KeyError, TypeError):
+        return [*problems, f"{where}: no ConfigMap with a rayjob.yaml"]
+    rayjob = yaml.safe_load(text)
+    assignments, argv = continue_entrypoint(text)
+    if assignments.get("DAY") != _TODAY:
+        problems.append(f"{where}: the entrypoint should set DAY={_TODAY!r} (today's folders), got "
+                        f"{assignments.get('DAY')!r}")
+    spec_path = resolve_repo_path(argv[1]) if len(argv) > 1 else None
+    spec = yaml.safe_load(spec_path.read_text()) if spec_path and spec_path.is_file() else {}
+    checkpoint = (spec or {}).get("checkpoint") or {}
+    ck_dir = str(checkpoint.get("dir", ""))
+    match = re.fullmatch(r"\$\{(\w+)(?::-[^}]*)?\}/\$\{DAY(?::-[^}]*)?\}", ck_dir)
+    if not match:
+        return [*problems, f"{where}: the job spec's checkpoint.dir should be ${{ROOT_VAR}}/${{DAY}}, "
+                f"got {ck_dir!r}"]
+    root_var = match.group(1)
+    head = pod_templates(rayjob)[0][1]
+    env = {e["name"]: e.get("value") for c in pod_containers(head) for e in c.get("env") or []}
+    root = env.get(root_var)
+    if not root:
+        return [*problems, f"{where}: the head does not set {root_var}, the spec's checkpoint root"]
+    resume = option(argv, "--resume")
+    if resume != f"{root}/{_YESTERDAY}":
+        problems.append(f"{where}: --resume should be {root}/{_YESTERDAY} (yesterday's folder under "
+                        f"{root_var}), got {resume!r}")
+    first_day = re.search(r"\$\{(\w+)", str(spec.get("timestamp_start", "")))
+    if first_day and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(env.get(first_day.group(1)) or "")):
+        problems.append(f"{where}: the head should fix {first_day.group(1)} (the lineage's first day) "
+                        "to a date")
+    claims = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "PersistentVolumeClaim"}
+    folders = [root] + [v for k, v in env.items() if k != root_var and str(v or "").startswith("/")]
+    for label, template in pod_templates(rayjob):
+        volumes = {v["name"]: v for v in (template.get("spec") or {}).get("volumes") or []}
+        for container in pod_containers(template):
+            mounted = {}
+            for mount in container.get("volumeMounts") or []:
+                source = (volumes.get(mount["name"]) or {}).get("persistentVolumeClaim") or {}
+                mounted[mount["mountPath"].rstrip("/")] = source.get("claimName")
+            for folder in folders:
+                owner = next((c for path, c in mounted.items() if folder.startswith(path + "/")), None)
+                if owner is None:
+                    problems.append(f"{where}: {label} container {container.get('name')!r} does not mount a "
+                                    f"volume holding {folder} (every shard writes there)")
+                elif owner not in claims:
+                    problems.append(f"{where}: {label} mounts claim {owner!r}, which this file does not "
+                                    "define")
+                elif "ReadWriteMany" not in (claims[owner].get("spec") or {}).get("accessModes", []):
+                    problems.append(f"{where}: claim {owner!r} must be ReadWriteMany (pods on several nodes)")
+    first = FIRST_DAY_SED.sub("", text)
+    _, first_argv = continue_entrypoint(first)
+    if option(first_argv, "--resume") is not None or first_argv[:2] != argv[:2]:
+        problems.append(f"{where}: removing --resume (day 1) leaves {first_argv}")
+    problems += [f"{where} (day 1): {p}" for p in check_argv(first_argv)]
+    return problems
+
+
 # -- checks: compose and the cluster launcher ------------------------------------------------------
 
 
@@ -965,3 +1062,39 @@ def test_checks_catch_a_broken_compose_file() -> None:
     runner = next(s for s in broken["services"].values() if str(s.get("image", "")).startswith("doge-dist:"))
     runner["environment"].pop("KAFKA_BOOTSTRAP")
     assert check_compose(broken)
+
+
+def test_kuberay_cronjob_continue() -> None:
+    problems = check_continuing_cronjob(load_docs(CONTINUE))
+    assert not problems, _report(problems)
+
+
+def test_checks_catch_a_broken_continuing_cronjob() -> None:
+    docs = load_docs(CONTINUE)
+
+    def edit_rayjob(change):
+        broken = copy.deepcopy(docs)
+        configmap = next(d for d in broken if d["kind"] == "ConfigMap")
+        rayjob = yaml.safe_load(configmap["data"]["rayjob.yaml"])
+        change(rayjob)
+        configmap["data"]["rayjob.yaml"] = yaml.safe_dump(rayjob)
+        return broken
+
+    def entrypoint(old, new):
+        return lambda job: job["spec"].update(entrypoint=job["spec"]["entrypoint"].replace(old, new))
+
+    def workers(job):
+        return job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+
+    for change in (
+        entrypoint("-d yesterday ", ""),                                  # resumes today, not yesterday
+        entrypoint("/data/doge-dist/checkpoints/", "/data/elsewhere/"),   # not where the spec writes
+        entrypoint('DAY="$(date -u +%F)"', ""),                           # today's folder unnamed
+        lambda job: workers(job).pop("volumeMounts"),                     # shards cannot write
+        lambda job: job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0][
+            "env"].pop(),                                                 # DOGE_FIRST_DAY unset
+    ):
+        assert check_continuing_cronjob(edit_rayjob(change)), "not caught"
+    broken = copy.deepcopy(docs)
+    next(d for d in broken if d["kind"] == "PersistentVolumeClaim")["spec"]["accessModes"] = ["ReadWriteOnce"]
+    assert any("ReadWriteMany" in p for p in check_continuing_cronjob(broken))

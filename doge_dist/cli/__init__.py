@@ -16,6 +16,7 @@ import textwrap
 import traceback
 from collections.abc import Callable, Sequence
 
+from ._checkpoint_spec import CHECKPOINT_HELP, add_checkpoint_options
 from ._errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_RUN_FAILED, RunFailed, UsageError
 from ._mask import MASKING_RULE, Masker, install_log_masking
 from ._schema import SETTINGS_RULE
@@ -55,6 +56,7 @@ _RUN_EPILOG = _paragraphs(
     "core for large ones, decided from the expected events and subject-ticks; the summary says which "
     "and why).",
     f"Secrets: {MASKING_RULE}.",
+    CHECKPOINT_HELP,
     "A param that is exactly one ${VAR} is typed like --param values (42, 2.5, true, null; anything "
     "else stays text); ${VAR} inside a longer text stays text.",
     "Exit status: 0 done, also an unbounded (streaming) run stopped by SIGINT/SIGTERM; 1 the run failed; "
@@ -147,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="no progress, no summary: stderr gets only errors")
     run.add_argument("--progress", action="store_true",
                      help="show progress even when stderr is not a terminal")
+    add_checkpoint_options(run)
     _common(run)
 
     graph = sub.add_parser("graph", help="draw the model's state machine", epilog=_GRAPH_EPILOG,
@@ -216,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors (status 2)
         return int(exc.code or 0)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to print the command that resumes a run
     masker = Masker()
     _configure_logging(args.debug, masker)
     try:

@@ -21,11 +21,13 @@ from typing import Any
 from .._errors import ModelError, RunInterrupted
 from ..model._yaml_model import is_model_file
 from ._auto import WorkersChoice, choose_workers
+from ._checkpoint_spec import apply_checkpoint_flags
 from ._errors import EXIT_INTERRUPTED, EXIT_OK, RunFailed, SpecError, UsageError
 from ._interpolate import typed_scalar
 from ._mask import MASKING_RULE, InstallLogMasking, Masker
 from ._progress import ProgressPrinter
 from ._report import build_report, describe_counts, summary_table, write_report
+from ._resume import checkpoint_lines, checkpoint_report, finish_hint, plan_checkpoints
 from ._schema import AUTO, GENERATOR_ATTRIBUTES, resolve_timestamp
 from ._sink_spec import is_yaml_model_ref, load_yaml_target, python_model_params
 from ._spec import JobSpec, load_spec
@@ -40,7 +42,7 @@ GRAPH_FORMATS = ("svg", "png", "pdf", "dot")
 _SETTING_FLAGS = {"subjects": "--subjects", "ticks": "--ticks", "tick_ms": "--tick-ms",
                   "timestamp_start": "--timestamp-start", "seed": "--seed"}
 _RUN_FLAGS = {"workers": "--workers", "ray_address": "--address", "window": "--window",
-              "realtime": "--realtime", "speed": "--speed"}
+              "realtime": "--realtime", "speed": "--speed", "max_restarts": "--max-restarts"}
 
 
 # -- shared: spec + flags -> generator -----------------------------------------------------------
@@ -281,10 +283,16 @@ def cmd_run(args: argparse.Namespace, masker: Masker) -> int:
     started_at = _dt.datetime.now(_dt.timezone.utc)
     t_build = time.perf_counter()
     spec = load_job(args, masker, run_flags=True)
+    apply_checkpoint_flags(spec, args)
     _check_graph_out(args.graph_out)
     if args.report:
         check_report_path(args.report)
     target, generator = prepare_model(spec)
+    checkpoints = plan_checkpoints(spec, generator)
+    for warning in checkpoints.warnings:
+        sys.stderr.write(masker.mask(f"doge-dist: warning: {warning}") + "\n")
+    argv = list(getattr(args, "argv", None) or [])
+    ck_args = {"ticks": generator.ticks_num, "argv": argv, "env_vars": spec.env_vars}
     settings = spec.settings
     ray_address = settings.get("ray_address")
     realtime = settings.get("realtime", False)
@@ -314,7 +322,8 @@ def cmd_run(args: argparse.Namespace, masker: Masker) -> int:
         try:
             result = generator.start(workers=workers, ray_address=ray_address, window=settings.get("window"),
                                      realtime=realtime, speed=speed, progress=printer, stop_event=stop,
-                                     worker_setup=InstallLogMasking(masker, log_level))
+                                     worker_setup=InstallLogMasking(masker, log_level),
+                                     **checkpoints.start_kwargs())
         except RunInterrupted as exc:  # the engine's own Ctrl-C handling (not in the main thread)
             result = exc.result
             signals.received.append(signal.SIGINT)
@@ -327,6 +336,9 @@ def cmd_run(args: argparse.Namespace, masker: Masker) -> int:
             status, error = "failed", describe_failure(exc)
             if result is not None:
                 error += f" ({describe_counts(result)} before the failure)"
+            hint = finish_hint(checkpoints, result, **ck_args) if not isinstance(exc, ModelError) else None
+            if hint:
+                error += f"; {hint}"
         finally:
             signals.finishing()
             if printer:
@@ -339,11 +351,17 @@ def cmd_run(args: argparse.Namespace, masker: Masker) -> int:
                 exit_code = 128 + signals.first
                 error = (f"stopped by {stopped_by} after {result.ticks:,} of {generator.ticks_num:,} ticks; "
                          "the sinks were closed, the data is partial")
+                hint = finish_hint(checkpoints, result, **ck_args)
+                if hint:
+                    error += f"; {hint}"
 
         if result is not None and not args.quiet:
             summary = summary_table(result, status=status, tick_ms=generator.tick_ms, realtime=realtime,
                                     speed=speed, mask=masker.mask, wall_s=run_s,
                                     workers_choice=choice.reason if choice else None)
+            if checkpoints.active:  # paths and commands: masked like messages
+                lines = checkpoint_lines(checkpoints, result, status=status, **ck_args)
+                summary = "\n".join([summary, *(masker.mask(line) for line in lines)])
             sys.stderr.write(summary + "\n")
             sys.stderr.flush()
         if result is not None and realtime and result.max_lag_s > generator.tick_ms / 1000.0 / speed:
@@ -357,6 +375,9 @@ def cmd_run(args: argparse.Namespace, masker: Masker) -> int:
                 run_s=run_s, error=error, generator=generator_settings(generator),
                 masked=spec.masked_fields(), masked_variables=spec.masked_variables(), masking=MASKING_RULE,
                 stopped_by=stopped_by, workers_choice=choice.to_dict() if choice else None)
+            if checkpoints.active:
+                report["checkpoint"] = masker.mask_data(checkpoint_report(checkpoints, result, status=status,
+                                                                          **ck_args))
             try:
                 write_report(args.report, report)
             except OSError as exc:
@@ -368,7 +389,8 @@ def cmd_run(args: argparse.Namespace, masker: Masker) -> int:
     if failure is not None:
         raise RunFailed(f"run failed: {error}") from failure
     if result is None:  # interrupted by a second Ctrl-C
-        sys.stderr.write(f"doge-dist: {error}\n")
+        hint = finish_hint(checkpoints, None, **ck_args)
+        sys.stderr.write(masker.mask(f"doge-dist: {error}" + (f"; {hint}" if hint else "")) + "\n")
         return exit_code
     if report_error is not None and exit_code == EXIT_OK:
         raise RunFailed(report_error)

@@ -19,6 +19,7 @@ import yaml
 
 from .._errors import ModelError
 from ..model import _validate as model_rules
+from ._checkpoint_spec import checkpoint_section, max_restarts
 
 __all__ = ["Field", "SCHEMA", "register_field", "field_names", "validate_field", "resolve_timestamp",
            "GENERATOR_ATTRIBUTES", "RUN_FIELDS", "SETTINGS_RULE", "AUTO"]
@@ -263,6 +264,8 @@ for _field in (
     Field("window", _window, "run"),
     Field("realtime", _bool, "run"),
     Field("speed", _speed, "run"),
+    Field("max_restarts", max_restarts, "run"),
+    Field("checkpoint", checkpoint_section, "extra"),  # checkpoints and resume: cli/_checkpoint_spec.py
     Field("secrets", _secrets, "secrets"),
     Field("sink", _sink, "extra"),  # built by cli/_sink_spec.py for YAML models and sink-taking functions
     Field("description", _description, "description"),

@@ -210,7 +210,7 @@ def _compose(text: str, source: str) -> tuple[dict[str, Any], dict[str, int]]:
                                 source=source)
             raw[key] = loader.construct_object(value_node, deep=True)
             lines[key] = value_node.start_mark.line + 1
-            if key in ("params", "sink") and isinstance(value_node, yaml.MappingNode):
+            if isinstance(value_node, yaml.MappingNode):  # params, sink, checkpoint...: their keys' lines
                 for pkey, pvalue in value_node.value:
                     lines[f"{key}.{pkey.value}"] = pvalue.start_mark.line + 1
     except yaml.YAMLError as exc:
