@@ -511,9 +511,9 @@ class _Report:
         self.snapshots = list(snapshots)
 
 
-def test_checkpoints_complete_in_tick_order(tmp_path):
-    """A newer checkpoint written before an older one waits for it: completing it first would delete the
-    older one's folder (as a partial) while its writer still writes it."""
+def test_a_newer_checkpoint_completing_first_leaves_the_older_ones_folder_alone(tmp_path):
+    """Writers finish out of order: completing tick 40 while tick 20's writer still writes must not delete
+    tick 20's folder as a partial (its writer would then fail to find its files and fail the run)."""
     store = Store(str(tmp_path))
     log = CheckpointLog(str(tmp_path), 1, {"run_id": "r"}, keep=2)
 
@@ -528,8 +528,21 @@ def test_checkpoints_complete_in_tick_order(tmp_path):
     log.add([_Report(record(20))])                      # tick 20: its writer has started
     store.write(f"{tick_dir(20)}/part-00000.npz", b"x")
     log.add([_Report(record(40), [written(40)])])      # tick 40 is on disk before tick 20
-    assert log.latest is None and not store.exists(f"{tick_dir(40)}/MANIFEST.json")
-    assert store.exists(f"{tick_dir(20)}/part-00000.npz")  # not deleted as a partial
-    log.add([_Report(None, [written(20)])])
-    assert log.latest == 40 and [c["tick"] for c in log.completed] == [20, 40]
-    assert store.exists(f"{tick_dir(20)}/MANIFEST.json") and store.exists(f"{tick_dir(40)}/MANIFEST.json")
+    assert log.latest == 40 and store.exists(f"{tick_dir(40)}/MANIFEST.json")
+    assert store.exists(f"{tick_dir(20)}/part-00000.npz")  # not deleted as a partial while being written
+    log.add([_Report(None, [written(20)])])            # then tick 20 finishes: older than the latest, dropped
+    assert log.latest == 40 and [c["tick"] for c in log.completed] == [40]
+    log.add([_Report(record(60), [written(60)])])
+    assert log.latest == 60 and not store.exists(tick_dir(20))  # now it is a partial: removed
+
+
+def test_a_writer_whose_files_are_gone_is_a_failed_snapshot_not_a_failed_run(tmp_path):
+    from doge_dist.run._checkpoint import SnapshotWriter
+
+    writer = SnapshotWriter(str(tmp_path), 0)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)  # a writer that "succeeded" but whose folder was removed meanwhile
+    writer.pending.append(type("Job", (), {"tick": 20, "pid": pid, "started": time.perf_counter()})())
+    (done,) = writer.poll(wait=True)
+    assert done["ok"] is False and done["tick"] == 20 and "FileNotFoundError" in done["error"]

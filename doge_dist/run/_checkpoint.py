@@ -23,6 +23,7 @@ import os
 import pickle
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -224,7 +225,12 @@ class SnapshotWriter:
                 continue
             folder = tick_dir(job.tick)
             if os.waitstatus_to_exitcode(status) == 0:
-                info = json.loads(self.store.read(f"{folder}/shard-{self.shard:05d}.json"))
+                try:
+                    info = json.loads(self.store.read(f"{folder}/shard-{self.shard:05d}.json"))
+                except (OSError, ValueError) as exc:  # e.g. its folder removed: the older checkpoint is kept
+                    self.finished.append({"tick": job.tick, "shard": self.shard, "ok": False,
+                                          "error": f"{type(exc).__name__}: {exc}"})
+                    continue
                 self.finished.append({**info, "ok": True, "wall_s": time.perf_counter() - job.started})
             else:
                 error = "the checkpoint writer process failed"
@@ -257,8 +263,10 @@ class Manifest:
         return self.data.get("positions", {})
 
 
-def write_manifest(store: Store, tick: int, data: dict[str, Any], *, keep: int = KEEP) -> None:
-    """Complete checkpoint ``tick`` (its MANIFEST.json, then LATEST.json) and delete older ones."""
+def write_manifest(store: Store, tick: int, data: dict[str, Any], *, keep: int = KEEP,
+                   writing: Collection[int] = ()) -> None:
+    """Complete checkpoint ``tick`` (its MANIFEST.json, then LATEST.json) and delete older ones; the
+    folders of ticks in ``writing`` (older checkpoints whose writers may still be at work) are left."""
     payload = {"format": FORMAT, "tick": tick, "written_at": _now(), **data}
     store.write(f"{tick_dir(tick)}/MANIFEST.json", json.dumps(payload, indent=1,
                                                               default=_json_default).encode())
@@ -269,7 +277,7 @@ def write_manifest(store: Store, tick: int, data: dict[str, Any], *, keep: int =
         if old != tick:
             store.remove_tick(old)
     for partial in store.ticks():  # folders of earlier ticks that never completed
-        if partial < tick and partial not in complete:
+        if partial < tick and partial not in complete and partial not in writing:
             store.remove_tick(partial)
 
 
@@ -377,9 +385,6 @@ class CheckpointLog:
                 continue
             if tick in self.failed:
                 continue
-            if any(t < tick and t not in self.failed for t in {*self.positions, *self.written}):
-                break  # an older checkpoint is still being written: complete them in order (completing this
-                # one first would delete that one's folder as a partial while its writer still uses it)
             records = self.positions.pop(tick)
             infos = self.written.pop(tick)
             positions: dict[str, dict[str, Any]] = {}
@@ -395,7 +400,7 @@ class CheckpointLog:
                 "subjects": subjects, "events_by_shard": {str(s): r["total_events"] for s,
                                                                     r in records.items()},
                 "events_by_sink_by_shard": {str(s): r["events_by_sink"] for s, r in records.items()},
-            }, keep=self.keep)
+            }, keep=self.keep, writing={*self.positions, *self.written})
             self.latest = tick
             self.completed.append({"tick": tick, "bytes": total_bytes, "subjects": subjects,
                                    "write_s": max(i.get("seconds", 0.0) for i in infos.values())})
