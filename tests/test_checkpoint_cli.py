@@ -248,8 +248,8 @@ def test_a_failed_run_names_the_checkpoint_that_finishes_it(tmp_path):
     message = proc.stderr.strip().splitlines()[-1]
     assert "audit service unavailable" in message
     run = json.loads((ck / "RUN.json").read_text())
-    latest = run["latest_checkpoint"]
-    assert run["status"] == "failed" and latest in (100, 200), run
+    latest = run["latest_checkpoint"]  # tick 200: its snapshot was written, though never reported
+    assert run["status"] == "failed" and latest == 200, run
     command = printed(message, f"finish it from the checkpoint at tick {latest} with:")
     assert command.endswith(f"--resume {ck} --ticks {400 - latest}"), command
     report = json.loads((tmp_path / "r.json").read_text())
@@ -534,6 +534,19 @@ def test_a_newer_checkpoint_completing_first_leaves_the_older_ones_folder_alone(
     assert log.latest == 40 and [c["tick"] for c in log.completed] == [40]
     log.add([_Report(record(60), [written(60)])])
     assert log.latest == 60 and not store.exists(tick_dir(20))  # now it is a partial: removed
+
+
+def test_a_failed_runs_last_checkpoints_are_completed_from_the_store(tmp_path):
+    """The failing window's report never comes, so the snapshots it would have carried are found on disk."""
+    log = CheckpointLog(str(tmp_path), 2, {"run_id": "r"}, keep=2)
+    record = {"positions": {}, "arrivals": None, "total_events": 0, "events_by_sink": {}}
+    log.add([_Report({**record, "tick": 20, "shard": s}) for s in (0, 1)])
+    for shard in (0, 1):
+        info = {"tick": 20, "shard": shard, "files": {}, "bytes": 1, "subjects": 1, "seconds": 0.0}
+        Store(str(tmp_path)).write(f"{tick_dir(20)}/shard-{shard:05d}.json", json.dumps(info).encode())
+    assert log.latest is None
+    log.complete_from_store()
+    assert log.latest == 20 and Store(str(tmp_path)).exists(f"{tick_dir(20)}/MANIFEST.json")
 
 
 def test_a_writer_whose_files_are_gone_is_a_failed_snapshot_not_a_failed_run(tmp_path):

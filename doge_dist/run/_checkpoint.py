@@ -369,6 +369,20 @@ class CheckpointLog:
                     self.failed[info["tick"]] = f"shard {info['shard']}: {info.get('error')}"
         self._complete()
 
+    def complete_from_store(self) -> None:
+        """After the shards closed (their writers waited for): complete the checkpoints whose snapshots are
+        on disk although no report carried them -- a failed run's last ones (the failing window's report,
+        which would have carried them, never came)."""
+        newer = [t for t, records in self.positions.items() if len(records) == self.shards
+                 and t not in self.failed and (self.latest is None or t > self.latest)]
+        for tick in newer:
+            written = self.written.setdefault(tick, {})
+            for shard in range(self.shards):
+                name = f"{tick_dir(tick)}/shard-{shard:05d}.json"  # written last, after the shard's files
+                if shard not in written and self.store.exists(name):
+                    written[shard] = {**json.loads(self.store.read(name)), "ok": True}
+        self._complete()
+
     def forget_shard(self, shard: int) -> None:
         """A lost shard's unfinished snapshots will not arrive (its replacement takes them again)."""
         for tick in list(self.written):

@@ -231,6 +231,10 @@ def drive(plan: RunPlan, backend: Backend, controls: RunControls) -> RunResult:
                    total_s=time.perf_counter() - started + timings.get("ray_start_s", 0.0))
     status = "failed" if failure is not None else ("stopped" if stopped or interrupted else "completed")
     if log is not None:
+        try:
+            log.complete_from_store()  # snapshots written but never reported (a failed window's)
+        except (OSError, ValueError) as exc:  # pragma: no cover - the run's own outcome matters more
+            LOGGER.warning("could not complete the checkpoints in %s: %s", log.store.url, exc)
         _finish_log(log, plan, status, ticks_done, failure)
     result = merge_shards(
         shard_results, subjects=plan.subjects, ticks=ticks_done - plan.start_tick,
