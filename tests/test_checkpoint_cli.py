@@ -405,10 +405,12 @@ def test_a_lost_worker_is_replaced_and_the_summary_says_so(tmp_path):
     assert marker.exists()
     assert "restarts: 1 lost shard(s) replaced and replayed" in proc.stderr
     assert re.search(r"possible duplicates: [\d,]+ events in counted", proc.stderr), proc.stderr
-    # from the newest checkpoint complete when it was lost: 300 is complete once both shards reported it
+    # from the newest checkpoint complete when it was lost (one is complete once every shard reported its
+    # snapshot written, which on a busy machine lags some windows behind), or from the start
     lost = (r"note: shard 1 \(subjects 1000\.\.1999\) was lost in window 3\d\d\.\.\d+ and replayed from "
-            r"tick [23]00")
-    assert re.search(lost, proc.stderr), proc.stderr
+            r"tick (\d+) \(restart 1 of 1\)")
+    found = re.search(lost, proc.stderr)
+    assert found and int(found.group(1)) in (0, 100, 200, 300), proc.stderr
     report = json.loads((tmp_path / "r.json").read_text())["checkpoint"]
     assert report["restarts"] == 1 and report["max_restarts"] == 1
     assert report["possible_duplicates"]["counted"] > 0 and "files" not in str(report["possible_duplicates"])
