@@ -116,11 +116,11 @@ def test_checkpoint_then_resume_writes_the_files_of_one_long_run(tmp_path):
     env = {"OUT": str(out), "CK": str(ck)}
     first = cli(["run", str(spec), "--report", str(tmp_path / "r1.json")], env)
     assert first.returncode == 0, first.stderr
-    assert f"checkpoint: tick 300 in {ck} (3 written in this run" in first.stderr
-    assert "bytes/subject" in first.stderr
+    assert f"checkpoint: tick 300 in {ck} (" in first.stderr and "bytes/subject" in first.stderr
     report = json.loads((tmp_path / "r1.json").read_text())["checkpoint"]
     assert report["dir"] == str(ck) and report["latest_tick"] == 300 and report["every"] == 100
-    assert [w["tick"] for w in report["written"]] == [100, 200, 300]
+    ticks = [w["tick"] for w in report["written"]]  # a writer finishing late is superseded by a newer one
+    assert ticks[-1] == 300 and set(ticks) <= {100, 200, 300}
     assert sorted(p.name for p in ck.iterdir()) == ["LATEST.json", "RUN.json", tick_dir(200), tick_dir(300)]
     assert json.loads((ck / "RUN.json").read_text())["status"] == "completed"
 
