@@ -346,12 +346,16 @@ def test_a_folder_is_one_lineage(tmp_path):
 
 def test_keep_sets_how_many_checkpoints_stay(tmp_path):
     spec = spec_file(tmp_path)
-    for keep, expected in (("1", [300]), ("all", [100, 200, 300])):
+    kept = {}
+    for keep in ("1", "all"):
         ck = tmp_path / f"ck-{keep}"
-        proc = cli(["run", str(spec), "--checkpoint-keep", keep],
+        proc = cli(["run", str(spec), "--checkpoint-keep", keep, "--ticks", "600"],
                    {"OUT": str(tmp_path / keep), "CK": str(ck)})
         assert proc.returncode == 0, proc.stderr
-        assert Store(str(ck)).ticks() == expected
+        kept[keep] = Store(str(ck)).ticks()
+    assert kept["1"] == [600]
+    # all: every one that completed (a writer finishing after a newer one's is superseded, so not always 6)
+    assert kept["all"][-1] == 600 and len(kept["all"]) > 2 and set(kept["all"]) <= set(range(100, 700, 100))
 
 
 # -- restarts after a lost worker, on Ray --------------------------------------------------------------
