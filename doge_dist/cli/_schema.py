@@ -19,6 +19,7 @@ import yaml
 
 from .._errors import ModelError
 from ..model import _validate as model_rules
+from ._pacing import validate_load, validate_rate, validate_repeat
 
 __all__ = ["Field", "SCHEMA", "register_field", "field_names", "validate_field", "resolve_timestamp",
            "GENERATOR_ATTRIBUTES", "RUN_FIELDS", "SETTINGS_RULE", "AUTO"]
@@ -263,6 +264,9 @@ for _field in (
     Field("window", _window, "run"),
     Field("realtime", _bool, "run"),
     Field("speed", _speed, "run"),
+    Field("rate", validate_rate, "run"),       # a target event rate (cli/_pacing.py)
+    Field("load", validate_load, "run"),       # a load shape: steps and ramps
+    Field("repeat", validate_repeat, "run"),   # cycle the load shape until stopped
     Field("secrets", _secrets, "secrets"),
     Field("sink", _sink, "extra"),  # built by cli/_sink_spec.py for YAML models and sink-taking functions
     Field("description", _description, "description"),
