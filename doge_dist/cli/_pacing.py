@@ -56,7 +56,7 @@ def validate_load(value: Any) -> list[dict[str, Any]]:
             parse_load_shape([step])
         except ModelError as exc:
             reason = str(exc).removeprefix("load shape step 1: ")
-            raise LoadStepError(f"step {k + 1}: {reason}", key=str(k + 1)) from None
+            raise LoadStepError(reason, key=str(k + 1)) from None  # the field names the step: load.2
     return [dict(step) for step in value]
 
 

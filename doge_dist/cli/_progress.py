@@ -86,15 +86,23 @@ class ProgressPrinter:
         self._targets: list[tuple[float, float]] = []  # (elapsed s, target rate) over the last second
 
     def _recent_target(self, progress: Progress) -> float | None:
-        """The time-weighted average target rate over the last second of the run (rate-paced runs)."""
+        """The average target rate over the last second (trapezoids between the snapshots; the value a
+        second ago interpolated, or extrapolated from the two oldest snapshots early in the run)."""
         target = getattr(progress, "target_rate", None)
         if target is None:
             return None
         now = progress.elapsed_s
-        self._targets = [(t, r) for t, r in self._targets if t > now - 1.0] + [(now, target)]
-        samples = [(now - 1.0, self._targets[0][1]), *self._targets]
-        area = sum((b[0] - a[0]) * (a[1] + b[1]) / 2 for a, b in zip(samples, samples[1:]))
-        return area if now >= 1.0 else target  # the area under one second of target is its mean
+        start = now - 1.0
+        older = [(t, r) for t, r in self._targets if t <= start]
+        self._targets = older[-1:] + [(t, r) for t, r in self._targets if t > start] + [(now, target)]
+        points = self._targets
+        if len(points) < 2 or now < 1.0:
+            return target
+        (t0, r0), (t1, r1) = points[0], points[1]
+        at_start = r0 + (r1 - r0) * (start - t0) / (t1 - t0) if t1 > t0 else r1
+        at_start = min(max(at_start, 0.0), max(r for _, r in points))
+        inside = [(start, at_start)] + [(t, r) for t, r in points if t > start]
+        return sum((b[0] - a[0]) * (a[1] + b[1]) / 2 for a, b in zip(inside, inside[1:]))
 
     def __call__(self, progress: Progress) -> None:
         recent = self._recent_target(progress)  # every snapshot counts, shown or not

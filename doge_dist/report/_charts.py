@@ -12,16 +12,17 @@ from ..run._result import RateReport, Timeline
 from ._page import figure
 
 __all__ = ["events_chart", "population_chart", "rate_chart", "observed_by_trigger", "observed_live",
-           "bucket_label", "MAX_PANELS", "PALETTE"]
+           "bucket_label", "display_factor", "group_sum", "group_last", "MAX_PANELS", "MAX_POINTS", "PALETTE"]
 
 MAX_PANELS = 12
+MAX_POINTS = 240  # a chart line over simulated time has at most this many points (buckets are grouped)
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf", "#393b79", "#637939")
 _EXPECTED = "#111111"
 
 
 def bucket_label(bucket_ticks: int, tick_ms: int) -> str:
-    """``10 ticks = 10 min`` for axis labels."""
+    """``10 ticks = 10 min`` for axis labels (``events per 10 ticks = 10 min``)."""
     ms = bucket_ticks * tick_ms
     for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000)):
         if ms >= size:
@@ -31,6 +32,27 @@ def bucket_label(bucket_ticks: int, tick_ms: int) -> str:
     else:
         text = f"{ms} ms"
     return f"{bucket_ticks:,} tick{'s' if bucket_ticks != 1 else ''} = {text}"
+
+
+def display_factor(buckets: int, max_points: int = MAX_POINTS) -> int:
+    """How many consecutive timeline buckets one point of a chart adds up (1: every bucket its own)."""
+    return max(1, -(-buckets // max_points))
+
+
+def group_sum(values: np.ndarray, factor: int) -> np.ndarray:
+    """Sums over consecutive groups of ``factor`` values (the last group may be short)."""
+    values = np.asarray(values, dtype=np.float64)
+    if factor == 1:
+        return values
+    starts = np.arange(0, values.size, factor)
+    return np.add.reduceat(values, starts) if values.size else values
+
+
+def group_last(values: np.ndarray, factor: int) -> np.ndarray:
+    """The last value of each group of ``factor`` (a level at the group's end, such as live subjects)."""
+    values = np.asarray(values, dtype=np.float64)
+    ends = np.minimum(np.arange(factor, values.size + factor, factor), values.size) - 1
+    return values[ends] if values.size else values
 
 
 def _times(timeline: Timeline, buckets: np.ndarray) -> list[_dt.datetime]:
@@ -81,33 +103,37 @@ def _date_axis(ax: Any) -> None:
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
 
 
-def events_chart(timeline: Timeline, buckets: np.ndarray, expected: dict[str, np.ndarray] | None) -> Any:
-    """One panel per trigger (the busiest MAX_PANELS): observed events per bucket as a coloured line,
-    the model's expectation for the same buckets as a dashed black line."""
+def events_chart(timeline: Timeline, buckets: np.ndarray, expected: dict[str, np.ndarray] | None,
+                 factor: int | None = None) -> Any:
+    """One panel per trigger (the busiest MAX_PANELS): observed events as a coloured line, the model's
+    expectation for the same buckets as a dashed black line. Consecutive buckets are added up in
+    groups of ``factor`` (default: enough for at most MAX_POINTS points), both lines alike."""
+    factor = display_factor(buckets.size) if factor is None else factor
     observed = observed_by_trigger(timeline, buckets)
     triggers = sorted(observed, key=lambda t: -float(observed[t].sum()))[:MAX_PANELS]
     cols = 1 if len(triggers) == 1 else 2 if len(triggers) <= 4 else 3
     rows = -(-len(triggers) // cols) if triggers else 1
     fig = figure(11, 0.6 + 2.5 * rows)
     axes = fig.subplots(rows, cols, squeeze=False)
-    times = _times(timeline, buckets)
-    unit = bucket_label(timeline.bucket_ticks, timeline.tick_ms)
+    times = _times(timeline, buckets[::factor])
+    unit = bucket_label(timeline.bucket_ticks * factor, timeline.tick_ms)
     for k, ax in enumerate(axes.flat):
         if k >= len(triggers):
             ax.set_visible(False)
             continue
         trigger = triggers[k]
         colour = PALETTE[k % len(PALETTE)]
-        ax.plot(times, observed[trigger], color=colour, linewidth=0.9, alpha=0.9)
+        ax.plot(times, group_sum(observed[trigger], factor), color=colour, linewidth=1.0)
         if expected is not None and trigger in expected:
-            ax.plot(times, expected[trigger], color=_EXPECTED, linestyle="--", linewidth=1.2)
+            ax.plot(times, group_sum(expected[trigger], factor), color=_EXPECTED, linestyle="--",
+                    linewidth=1.2)
         ax.set_title(trigger, fontsize=10, color=colour, loc="left")
         ax.set_ylim(bottom=0)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.25)
         _date_axis(ax)
         if k % cols == 0:
-            ax.set_ylabel(f"events per bucket\n({unit})", fontsize=8)
+            ax.set_ylabel(f"events per {unit}", fontsize=8)
         if k >= len(triggers) - cols:
             ax.set_xlabel("simulated time (UTC)", fontsize=8)
     from matplotlib.lines import Line2D
@@ -120,17 +146,19 @@ def events_chart(timeline: Timeline, buckets: np.ndarray, expected: dict[str, np
     return fig
 
 
-def population_chart(timeline: Timeline, buckets: np.ndarray, expected_live: np.ndarray | None) -> Any:
-    """Live subjects over simulated time: observed (step at each bucket's end) and expected."""
+def population_chart(timeline: Timeline, buckets: np.ndarray, expected_live: np.ndarray | None,
+                     factor: int | None = None) -> Any:
+    """Live subjects over simulated time: observed (step at each group's end) and expected."""
+    factor = display_factor(buckets.size) if factor is None else factor
     fig = figure(11, 3.4)
     ax = fig.add_subplot()
-    times = _times(timeline, buckets)
-    ax.step(times, observed_live(timeline, buckets), where="post", color=PALETTE[2], linewidth=1.4,
-            label="live subjects (observed)")
+    times = _times(timeline, buckets[::factor])
+    ax.step(times, group_last(observed_live(timeline, buckets), factor), where="post", color=PALETTE[2],
+            linewidth=1.4, label="live subjects (observed)")
     if expected_live is not None:
-        ax.plot(times, expected_live, color=_EXPECTED, linestyle="--", linewidth=1.2,
+        ax.plot(times, group_last(expected_live, factor), color=_EXPECTED, linestyle="--", linewidth=1.2,
                 label="expected (model)")
-    ax.set_ylabel("live subjects (at bucket end)")
+    ax.set_ylabel("live subjects")
     ax.set_xlabel("simulated time (UTC)")
     ax.margins(y=0.15)  # not from zero: a population of 20,000 changing by 60 must show the change
     ax.ticklabel_format(axis="y", style="plain", useOffset=False)
@@ -158,7 +186,7 @@ def rate_chart(rate: RateReport) -> Any:
         ax.annotate(f"step {step['step']}: {shape}", (start + 0.02 * max(length, 1), 1.0),
                     xycoords=("data", "axes fraction"), va="top", fontsize=8, color="#444444")
         start += length
-    ax.bar(seconds + 0.5, achieved, width=0.9, color=PALETTE[0], alpha=0.75, label="achieved events/s")
+    ax.bar(seconds + 0.5, achieved, width=0.9, color=PALETTE[0], label="achieved events/s")
     if seconds.size:
         ax.step(np.append(seconds, seconds[-1] + 1), np.append(target, target[-1]), where="post",
                 color=PALETTE[3], linewidth=1.8, label="target events/s")

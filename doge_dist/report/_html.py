@@ -114,7 +114,7 @@ def _card(value: str, name: str, what: str) -> str:
 
 def _timeline_parts(result: RunResult, generator: Any, expected: Any, notes: list[str]) -> list[str]:
     """The charts over simulated time."""
-    from ._charts import bucket_label, events_chart, population_chart
+    from ._charts import bucket_label, display_factor, events_chart, population_chart
 
     timeline = result.timeline
     parts: list[str] = []
@@ -123,19 +123,23 @@ def _timeline_parts(result: RunResult, generator: Any, expected: Any, notes: lis
     buckets = expected.buckets if expected is not None else _buckets(result)
     if not buckets.size:
         return parts
-    unit = bucket_label(timeline.bucket_ticks, timeline.tick_ms)
+    factor = display_factor(buckets.size)
+    bucket = bucket_label(timeline.bucket_ticks, timeline.tick_ms)
+    shown = bucket_label(timeline.bucket_ticks * factor, timeline.tick_ms)
+    grouping = "" if factor == 1 else f" (the run's timeline buckets of {bucket}, in groups of {factor})"
     by_trigger = None if expected is None else expected.by_trigger()
     parts += ["<h2>Events over simulated time</h2>",
-              f"<p class='note'>Events per timeline bucket ({html.escape(unit)}) for each trigger: the "
+              f"<p class='note'>Events per {html.escape(shown)}{html.escape(grouping)} for each trigger: the "
               "coloured line is what the run made, the dashed line what the model expects for the same "
               "buckets.</p>",
-              svg(events_chart(timeline, buckets, by_trigger))]
+              svg(events_chart(timeline, buckets, by_trigger, factor))]
     arrivals = bool(generator is not None and getattr(generator, "arrivals", None))
     if arrivals or result.created != result.subjects or result.departed > 0:
         parts += ["<h2>Live subjects over simulated time</h2>",
                   "<p class='note'>Subjects created (initial and arrivals) minus those that entered a final "
-                  "state, at the end of each bucket.</p>",
-                  svg(population_chart(timeline, buckets, None if expected is None else expected.live))]
+                  f"state, at the end of each {html.escape(shown)}.</p>",
+                  svg(population_chart(timeline, buckets, None if expected is None else expected.live,
+                                       factor))]
     return parts
 
 
