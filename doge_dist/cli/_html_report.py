@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,8 @@ def write_report_html(path: str, result: Any, generator: Any, *, spec: Any, mask
 
     details = [("model", spec.model or "")]
     if spec.path is not None:
-        details.append(("job spec", str(spec.path)))
+        shown = os.path.relpath(spec.path)  # as the user would type it, when it is below the cwd
+        details.append(("job spec", str(spec.path) if shown.startswith("..") else shown))
     if spec.description:
         details.append(("description", spec.description))
     title = f"doge-dist run: {spec.description or spec.model or 'report'}"

@@ -104,16 +104,17 @@ def _date_axis(ax: Any) -> None:
 
 
 def events_chart(timeline: Timeline, buckets: np.ndarray, expected: dict[str, np.ndarray] | None,
-                 factor: int | None = None) -> Any:
-    """One panel per trigger (the busiest MAX_PANELS): observed events as a coloured line, the model's
-    expectation for the same buckets as a dashed black line. Consecutive buckets are added up in
-    groups of ``factor`` (default: enough for at most MAX_POINTS points), both lines alike."""
+                 factor: int | None = None, *, triggers: list[str] | None = None, width: float = 11) -> Any:
+    """One panel per trigger (the busiest MAX_PANELS, or ``triggers``): observed events as a coloured
+    line, the model's expectation for the same buckets as a dashed black line. Consecutive buckets are
+    added up in groups of ``factor`` (default: enough for at most MAX_POINTS points), both lines alike."""
     factor = display_factor(buckets.size) if factor is None else factor
     observed = observed_by_trigger(timeline, buckets)
-    triggers = sorted(observed, key=lambda t: -float(observed[t].sum()))[:MAX_PANELS]
+    if triggers is None:
+        triggers = sorted(observed, key=lambda t: -float(observed[t].sum()))[:MAX_PANELS]
     cols = 1 if len(triggers) == 1 else 2 if len(triggers) <= 4 else 3
     rows = -(-len(triggers) // cols) if triggers else 1
-    fig = figure(11, 0.6 + 2.5 * rows)
+    fig = figure(width, 0.6 + 2.5 * rows)
     axes = fig.subplots(rows, cols, squeeze=False)
     times = _times(timeline, buckets[::factor])
     unit = bucket_label(timeline.bucket_ticks * factor, timeline.tick_ms)
@@ -123,10 +124,10 @@ def events_chart(timeline: Timeline, buckets: np.ndarray, expected: dict[str, np
             continue
         trigger = triggers[k]
         colour = PALETTE[k % len(PALETTE)]
-        ax.plot(times, group_sum(observed[trigger], factor), color=colour, linewidth=1.0)
-        if expected is not None and trigger in expected:
-            ax.plot(times, group_sum(expected[trigger], factor), color=_EXPECTED, linestyle="--",
-                    linewidth=1.2)
+        ax.plot(times, group_sum(observed[trigger], factor), color=colour, linewidth=1.4)
+        if expected is not None and trigger in expected:  # thinner, on top: the observed line shows around it
+            ax.plot(times, group_sum(expected[trigger], factor), color=_EXPECTED, linestyle=(0, (4, 2)),
+                    linewidth=0.9)
         ax.set_title(trigger, fontsize=10, color=colour, loc="left")
         ax.set_ylim(bottom=0)
         ax.tick_params(labelsize=8)
@@ -140,7 +141,7 @@ def events_chart(timeline: Timeline, buckets: np.ndarray, expected: dict[str, np
 
     handles = [Line2D([], [], color=PALETTE[0], linewidth=1.4, label="observed (one colour per trigger)")]
     if expected is not None:
-        handles.append(Line2D([], [], color=_EXPECTED, linestyle="--", linewidth=1.2,
+        handles.append(Line2D([], [], color=_EXPECTED, linestyle=(0, (4, 2)), linewidth=0.9,
                               label="expected (model)"))
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=9, frameon=False)
     return fig
