@@ -79,7 +79,9 @@ _INSPECT_EPILOG = _paragraphs(
     _TARGET,
     "Validates the model and prints its Markov-chain analysis: unreachable and final states, long-run "
     "share of subjects per state, expected stays, expected events per trigger and sink for the given "
-    "subjects and ticks.",
+    "subjects and ticks. With profiles: expected events per trigger in each hour of day and each day of "
+    "the week (over the run, or one week when it is unbounded); with arrivals: the expected arrivals, "
+    "departures and live subjects over the run. Derived from the model, not simulated.",
     "Exit status: 0 valid; 2 bad input or an invalid model.",
     SECURITY_NOTE,
 )
