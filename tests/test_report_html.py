@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import service_missing
 
 from doge_dist.model._expected import expected_timeline
 from doge_dist.report import render_run_report, write_run_report
@@ -129,7 +130,7 @@ def test_the_page_renders_in_chromium(load_run, tmp_path):
     """A real browser draws the page: the screenshot is not blank and shows the charts' colours."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        pytest.fail("chromium is not installed (apt-get install chromium)")
+        service_missing("chromium is not installed (apt-get install chromium)")
     gen, result = load_run
     page = write_run_report(tmp_path / "load.html", result, gen, title="doge-dist load test")
     shot = tmp_path / "page.png"
