@@ -41,7 +41,7 @@ REQUIRED_FILES = ["Dockerfile", "README.md", "docker-compose.yml", "ray-cluster.
                   "kuberay/raycluster.yaml", "kuberay/rayjob.yaml", "kuberay/cronjob.yaml"]
 
 #: Subcommands when the CLI cannot be imported; test_fallback_subcommands_match_the_parser keeps it in sync.
-FALLBACK_SUBCOMMANDS = ("run", "graph", "inspect", "submit")
+FALLBACK_SUBCOMMANDS = ("run", "graph", "inspect", "submit", "fit", "compare")
 #: Third-party images the deploy files may use (repository -> why); each must carry a pinned tag.
 THIRD_PARTY_IMAGES = {
     "rayproject/ray": "Ray's base image (deploy/Dockerfile, the cluster launcher)",
