@@ -195,8 +195,15 @@ class _Chain:
             if stream.profile is not None:
                 means *= stream.profile.values(stamps)
             cumulative = self.lam[s] + np.concatenate(([0.0], np.cumsum(means)))
-            capped = capped_poisson_mean(cumulative, stream.limit)
-            out[:, self.stream_state[s]] += np.diff(capped)
+            per_tick = means
+            if stream.limit is not None:
+                capped = capped_poisson_mean(cumulative, stream.limit)
+                per_tick = np.diff(capped)
+                # far below the cap the means themselves: differences of a running sum differ in their last
+                # bits, and a row that changes every tick would cost a step per tick
+                uncapped = (capped[:-1] == cumulative[:-1]) & (capped[1:] == cumulative[1:])
+                per_tick[uncapped] = means[uncapped]
+            out[:, self.stream_state[s]] += per_tick
             self.lam[s] = cumulative[-1]
         return out
 
