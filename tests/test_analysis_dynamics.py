@@ -330,3 +330,19 @@ def test_inspect_of_an_unbounded_profiled_model_analyses_one_week(model_file, ca
 def test_inspect_of_a_plain_model_has_no_time_sections(model_file, capsys):
     code, out, _ = inspect(capsys, f"{model_file}:plain")
     assert code == 0 and "per hour of day" not in out and "expected population" not in out
+
+
+def test_constant_stretches_take_one_step_each_also_with_arrivals():
+    """Two days of one-second ticks with an hourly profile and arrivals: one stretch per hour and bucket
+    (matrix powers), not one per tick; with a cap, per-tick steps only where the cap is near."""
+    from doge_dist.model._expected import _Chain
+
+    for limit in (None, 10**9):
+        gen = DataOnlineGenerator(["a", "b"], "a", Plain(), 100, 1000, 2 * 86_400, MONDAY, seed=1)
+        gen.add_transition("go", "a", "b", 0.1, event_sinks=[CountingSink()], profile=daily(SAWTOOTH))
+        gen.add_transition("back", "b", "a", 0.2, event_sinks=[CountingSink()])
+        gen.add_arrivals(0.01, profile=daily(SAWTOOTH), limit=limit)
+        segments = list(_Chain(gen).segments(2 * 86_400, lambda t0, t1: np.arange(-(-t0 // 3600) * 3600, t1,
+                                                                                     3600)))
+        assert 48 <= len(segments) <= 48 + 11, (limit, len(segments))  # + the cuts between chunks of 16,384
+        assert sum(s.arrived for s in segments) == pytest.approx(0.01 * 3600 * 2 * sum(SAWTOOTH))
