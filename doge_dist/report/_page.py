@@ -32,7 +32,7 @@ def check_matplotlib(what: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec("matplotlib") is None:
-        raise ImportError(f"{what} needs matplotlib: pip install matplotlib (or 'doge-dist[learn]')")
+        raise ImportError(f"{what} needs matplotlib: pip install 'doge-dist[report]' (or matplotlib)")
 
 
 def figure(width: float, height: float) -> Any:
