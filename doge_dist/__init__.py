@@ -6,12 +6,11 @@ event-driven engine, seeded reproducibility and sharded runs on Ray.
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
 
 from ._context import ShardInfo, current_shard
 from ._errors import ModelError, RunInterrupted, SimulationError, SinkError
+from ._lazy import lazy_getattr
 from .model._generator import DataOnlineGenerator
 from .model._vocabulary import EventSink, Subject, SubjectFactory, Transition
 from .report._grapher import DataOnlineGeneratorGrapher
@@ -54,21 +53,6 @@ __all__ = [
     "__version__",
 ]
 
-_LAZY_SINKS = {"KafkaSinkFactory", "KafkaSink", "KafkaAvroSinkFactory", "DbSinkFactory", "DbSink",
-               "JsonLinesSink", "CsvSink"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY_SINKS:
-        value = getattr(importlib.import_module(".sinks", __name__), name)
-        globals()[name] = value
-        return value
-    if name in ("load_model", "dump_model"):  # PyYAML loads with the first model
-        from .model import _yaml_model
-
-        return getattr(_yaml_model, name)
-    if name == "release_workers":
-        from .run._ray_backend import release_workers
-
-        return release_workers
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, frozenset({
+    "KafkaSinkFactory", "KafkaSink", "KafkaAvroSinkFactory", "DbSinkFactory", "DbSink", "JsonLinesSink",
+    "CsvSink", "load_model", "dump_model", "release_workers"}), globals())

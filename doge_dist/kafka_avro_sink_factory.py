@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ._lazy import lazy_getattr
 from .model._vocabulary import Subject, Transition
 
 if TYPE_CHECKING:  # for type checkers and linters; at run time they load in __getattr__
@@ -13,15 +13,8 @@ if TYPE_CHECKING:  # for type checkers and linters; at run time they load in __g
 
 __all__ = ["Subject", "Transition", "KafkaSink", "KafkaSinkFactory", "KafkaAvroSinkFactory"]
 
-_LAZY = ("KafkaSink", "KafkaSinkFactory", "KafkaAvroSinkFactory")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(".sinks", __package__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, frozenset({"KafkaSink", "KafkaSinkFactory", "KafkaAvroSinkFactory"}),
+                           globals())
 
 
 def __dir__() -> list[str]:

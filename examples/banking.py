@@ -132,9 +132,12 @@ def _read(path: str) -> str:
 
 def make_sink(kind: str | EventSink | None, *, path: str | None = None, bootstrap_servers: str | None = None,
               schema_registry_url: str | None = None, db_url: str | None = None,
-              topic: str = "doge_events", table: str = "events", connect_timeout: float = 10) -> EventSink:
+              topic: str = "doge_events", table: str = "events", connect_timeout: float = 10,
+              parts: int = 4) -> EventSink:
     """Build one of the example's sinks by name (no I/O: building a model never connects).
 
+    ``"jsonl"`` writes ``parts`` part files when the path holds ``{part}`` (the default
+    ``out/banking-{part}.jsonl``): the same files and bytes at any number of workers up to ``parts``.
     ``"postgres"`` writes to ``table``, which the run creates if missing before any subject exists;
     a database that does not answer within ``connect_timeout`` seconds then fails the run with a
     ``ConnectionError`` naming the URL (password masked).
@@ -148,7 +151,8 @@ def make_sink(kind: str | EventSink | None, *, path: str | None = None, bootstra
     if kind == "jsonl":
         from doge_dist import JsonLinesSink
 
-        return JsonLinesSink(path or "out/banking-{shard}.jsonl", event_record)
+        path = path or "out/banking-{part}.jsonl"
+        return JsonLinesSink(path, event_record, parts=parts if "{part" in path else None)
     if kind == "kafka":
         from doge_dist import KafkaSinkFactory
 
@@ -176,14 +180,15 @@ def build_generator(sink: str | EventSink | None = "print", subjects: int = 10, 
                     path: str | None = None, bootstrap_servers: str | None = None,
                     schema_registry_url: str | None = None, db_url: str | None = None,
                     topic: str = "doge_events", table: str = "events",
-                    fast_random: bool = False) -> DataOnlineGenerator:
+                    fast_random: bool = False, parts: int = 4) -> DataOnlineGenerator:
     """The banking model with one sink on every transition.
 
     ``fast_random`` draws from ``doge_dist.rand`` instead of Python's ``random`` module: just as
     reproducible with a seed, without reseeding the global generator before every callback.
     """
     sink = make_sink(sink, path=path, bootstrap_servers=bootstrap_servers,
-                     schema_registry_url=schema_registry_url, db_url=db_url, topic=topic, table=table)
+                     schema_registry_url=schema_registry_url, db_url=db_url, topic=topic, table=table,
+                     parts=parts)
     if fast_random:
         factory = UserFactory(fast_random=True)
         income = functools.partial(income_callback, draw=doge_rand.randrange)
@@ -217,7 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--sink", default="print",
                         choices=["print", "count", "jsonl", "kafka", "kafka-avro", "postgres"])
-    parser.add_argument("--path", default=None, help="JSON Lines path (may contain {shard})")
+    parser.add_argument("--path", default=None,
+                        help="JSON Lines path ({part}: 4 part files; {shard}: one per worker)")
     parser.add_argument("--fast-random", action="store_true", help="draw from doge_dist.rand")
     args = parser.parse_args(argv)
     gen = build_generator(args.sink, args.subjects, args.ticks, args.seed, path=args.path,

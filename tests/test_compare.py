@@ -12,6 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 import yaml
+from conftest import service_missing
 from test_fit import BANKING, PROFILES, generate, model_text
 
 from doge_dist.cli import main
@@ -185,7 +186,7 @@ def test_the_compare_table_and_files(round_trip, capsys, tmp_path):
 def test_the_html_page_renders_in_chromium(round_trip, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        pytest.skip("chromium is not installed")
+        service_missing("chromium is not installed (apt-get install chromium)")
     tmp, _ = round_trip
     shot = tmp_path / "page.png"
     proc = subprocess.run(

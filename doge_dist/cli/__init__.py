@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from ._checkpoint_spec import CHECKPOINT_HELP, add_checkpoint_options
 from ._errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_RUN_FAILED, RunFailed, UsageError
 from ._mask import MASKING_RULE, Masker, install_log_masking
+from ._pacing import PACING_RULE
 from ._schema import SETTINGS_RULE
 
 __all__ = ["main", "build_parser"]
@@ -38,6 +39,9 @@ _EXAMPLES = """examples:
   doge-dist run examples/jobs/banking-jsonl.yaml --report out/report.json
   doge-dist run examples/banking.py:build_generator --subjects 1000 --ticks 500 --seed 1 > events.txt
   doge-dist run examples/jobs/banking-jsonl.yaml --workers auto
+  doge-dist run examples/jobs/banking-dynamics.yaml --report-html out/banking-dynamics.html
+  doge-dist run examples/jobs/load-test.yaml --report out/load.json
+  doge-dist run examples/jobs/banking-print.yaml --rate 500 --ticks unbounded
   doge-dist graph examples/banking.py:build_generator -o model.svg
   doge-dist inspect examples/jobs/banking-print.yaml --json
   doge-dist submit examples/jobs/banking-jsonl.yaml --address http://HEAD:8265 --wait
@@ -55,6 +59,7 @@ _RUN_EPILOG = _paragraphs(
     f"Settings: {SETTINGS_RULE}. workers is a number or 'auto' (in this process for small runs, every "
     "core for large ones, decided from the expected events and subject-ticks; the summary says which "
     "and why).",
+    f"Pacing: {PACING_RULE}.",
     f"Secrets: {MASKING_RULE}.",
     CHECKPOINT_HELP,
     "A param that is exactly one ${VAR} is typed like --param values (42, 2.5, true, null; anything "
@@ -76,7 +81,9 @@ _INSPECT_EPILOG = _paragraphs(
     _TARGET,
     "Validates the model and prints its Markov-chain analysis: unreachable and final states, long-run "
     "share of subjects per state, expected stays, expected events per trigger and sink for the given "
-    "subjects and ticks.",
+    "subjects and ticks. With profiles: expected events per trigger in each hour of day and each day of "
+    "the week (over the run, or one week when it is unbounded); with arrivals: the expected arrivals, "
+    "departures and live subjects over the run. Derived from the model, not simulated.",
     "Exit status: 0 valid; 2 bad input or an invalid model.",
     SECURITY_NOTE,
 )
@@ -124,6 +131,9 @@ def _run_options(parser: argparse.ArgumentParser, *, address: bool) -> None:
     parser.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
                         help="pace ticks to the wall clock (tick k at start + k*tick_ms/speed)")
     parser.add_argument("--speed", metavar="X", help="realtime speed-up factor (default 1; needs --realtime)")
+    parser.add_argument("--rate", metavar="R",
+                        help="emit R events per wall-clock second (implies --realtime; not with --speed); "
+                        "the summary and report show target, achieved and shortfall")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     _run_options(run, address=True)
     run.add_argument("--report", metavar="OUT.json",
                      help="write a JSON report of the run (the path is checked before the run)")
+    run.add_argument("--report-html", dest="report_html", metavar="OUT.html",
+                     help="write a self-contained HTML page with charts: events over time per trigger "
+                     "(observed and expected), live subjects, target vs achieved rate (needs matplotlib)")
     run.add_argument("--graph-out", dest="graph_out", metavar="RUN.svg",
                      help="draw the model with observed counts (svg, png, pdf or dot)")
     run.add_argument("--quiet", "-q", action="store_true",

@@ -23,8 +23,10 @@ from ..model._yaml_model import is_model_file
 from ._auto import WorkersChoice, choose_workers
 from ._checkpoint_spec import apply_checkpoint_flags
 from ._errors import EXIT_INTERRUPTED, EXIT_OK, RunFailed, SpecError, UsageError
+from ._html_report import check_report_html, write_report_html
 from ._interpolate import typed_scalar
 from ._mask import MASKING_RULE, InstallLogMasking, Masker
+from ._pacing import apply_rate_flag, check_spec_pacing, pacing_options, rate_workers_choice
 from ._progress import ProgressPrinter
 from ._report import build_report, describe_counts, summary_table, write_report
 from ._resume import checkpoint_lines, checkpoint_report, finish_hint, plan_checkpoints
@@ -78,6 +80,10 @@ def load_job(args: argparse.Namespace, masker: Masker, *, run_flags: bool) -> Jo
         value = getattr(args, name, None)
         if value is not None:
             spec.override(name, value, flag)
+    if run_flags:  # --rate replaces the spec's rate or load; flags may not combine speed with them
+        apply_rate_flag(spec, getattr(args, "rate", None), getattr(args, "speed", None),
+                        getattr(args, "realtime", None))
+        check_spec_pacing(spec.settings, {}, None)
     if run_flags and getattr(args, "speed", None) is not None and spec.settings.get("realtime") is not True:
         raise UsageError("--speed needs --realtime (or 'realtime: true' in the job spec): the speed only "
                          "paces realtime runs")
@@ -227,27 +233,28 @@ def _register_pickle_by_value(target: Target) -> None:
         pass
 
 
-def check_report_path(path: str) -> None:
-    """Refuse (exit 2) a ``--report`` path that could not be written, before anything runs."""
+def check_report_path(path: str, flag: str = "--report") -> None:
+    """Refuse (exit 2) an output path (``--report``, ``--report-html``) that could not be written, before
+    anything runs."""
     target = Path(path).absolute()
     try:
         if target.is_dir():
-            example = Path(path) / "report.json"
-            raise UsageError(f"--report {path}: is a directory; name a file, e.g. {example}")
+            example = Path(path) / ("report.html" if flag.endswith("html") else "report.json")
+            raise UsageError(f"{flag} {path}: is a directory; name a file, e.g. {example}")
         if target.exists() and not os.access(target, os.W_OK):
-            raise UsageError(f"--report {path}: the file exists and is not writable")
+            raise UsageError(f"{flag} {path}: the file exists and is not writable")
         existing = target.parent
         while not existing.exists():
             existing = existing.parent
     except OSError as exc:
-        raise UsageError(f"--report {path}: cannot check the path: {exc.strerror or exc}") from None
+        raise UsageError(f"{flag} {path}: cannot check the path: {exc.strerror or exc}") from None
     if not existing.is_dir():
-        raise UsageError(f"--report {path}: {existing} is not a directory")
+        raise UsageError(f"{flag} {path}: {existing} is not a directory")
     try:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
-        raise UsageError(f"--report {path}: cannot write in {existing}: {exc.strerror or exc}") from None
+        raise UsageError(f"{flag} {path}: cannot write in {existing}: {exc.strerror or exc}") from None
 
 
 def _choose_workers(spec: JobSpec, generator: Any, realtime: bool,
@@ -255,7 +262,7 @@ def _choose_workers(spec: JobSpec, generator: Any, realtime: bool,
     workers = spec.settings.get("workers", 1)
     if workers != AUTO:
         return workers, None
-    choice = choose_workers(generator, realtime=realtime, speed=speed)
+    choice = rate_workers_choice(spec.settings) or choose_workers(generator, realtime=realtime, speed=speed)
     return choice.workers, choice
 
 
@@ -287,6 +294,9 @@ def cmd_run(args: argparse.Namespace, masker: Masker) -> int:
     _check_graph_out(args.graph_out)
     if args.report:
         check_report_path(args.report)
+    html_out = getattr(args, "report_html", None)
+    if html_out:
+        check_report_html(html_out)
     target, generator = prepare_model(spec)
     checkpoints = plan_checkpoints(spec, generator)
     for warning in checkpoints.warnings:
@@ -295,7 +305,8 @@ def cmd_run(args: argparse.Namespace, masker: Masker) -> int:
     ck_args = {"ticks": generator.ticks_num, "argv": argv, "env_vars": spec.env_vars}
     settings = spec.settings
     ray_address = settings.get("ray_address")
-    realtime = settings.get("realtime", False)
+    pacing = pacing_options(settings)  # rate / load: realtime, paced to a target event rate
+    realtime = pacing.pop("realtime", settings.get("realtime", False))
     speed = settings.get("speed", 1.0)
     workers, choice = _choose_workers(spec, generator, realtime, speed)
     _check_memory(generator, workers, ray_address, spec)
@@ -306,7 +317,7 @@ def cmd_run(args: argparse.Namespace, masker: Masker) -> int:
     tty = sys.stderr.isatty()
     printer = None
     if not args.quiet and (tty or args.progress):
-        tick_s = generator.tick_ms / 1000.0 / speed if realtime else None
+        tick_s = generator.tick_ms / 1000.0 / speed if realtime and not pacing else None
         printer = ProgressPrinter(sys.stderr, masker, tty=tty, tick_s=tick_s)
     log_level = logging.DEBUG if args.debug else logging.WARNING
 
@@ -317,12 +328,13 @@ def cmd_run(args: argparse.Namespace, masker: Masker) -> int:
     exit_code = EXIT_OK
     failure: BaseException | None = None
     report_error: str | None = None
+    html_error: str | None = None
     with _stop_on_signals(stop, sys.stderr) as signals:  # kept until the report is on disk
         t_run = time.perf_counter()
         try:
             result = generator.start(workers=workers, ray_address=ray_address, window=settings.get("window"),
                                      realtime=realtime, speed=speed, progress=printer, stop_event=stop,
-                                     worker_setup=InstallLogMasking(masker, log_level),
+                                     worker_setup=InstallLogMasking(masker, log_level), **pacing,
                                      **checkpoints.start_kwargs())
         except RunInterrupted as exc:  # the engine's own Ctrl-C handling (not in the main thread)
             result = exc.result
@@ -384,6 +396,12 @@ def cmd_run(args: argparse.Namespace, masker: Masker) -> int:
                 report_error = f"could not write --report {args.report}: {exc.strerror or exc}"
                 if failure is not None or exit_code != EXIT_OK:
                     sys.stderr.write(masker.mask(f"doge-dist: error: {report_error}") + "\n")
+        if html_out and result is not None:
+            html_error = write_report_html(html_out, result, generator, spec=spec, masker=masker)
+            if html_error is None and not args.quiet:
+                sys.stderr.write(masker.mask(f"doge-dist: HTML report written to {html_out}") + "\n")
+            elif html_error is not None and (failure is not None or exit_code != EXIT_OK):
+                sys.stderr.write(masker.mask(f"doge-dist: error: {html_error}") + "\n")
     if isinstance(failure, ModelError):  # raised by start() before the run began: bad input
         raise UsageError(f"model {spec.model!r} is invalid for this run: {error}") from failure
     if failure is not None:
@@ -394,6 +412,8 @@ def cmd_run(args: argparse.Namespace, masker: Masker) -> int:
         return exit_code
     if report_error is not None and exit_code == EXIT_OK:
         raise RunFailed(report_error)
+    if html_error is not None and exit_code == EXIT_OK:
+        raise RunFailed(html_error)
     if args.graph_out:
         try:
             from ..report._grapher import DataOnlineGeneratorGrapher

@@ -5,8 +5,12 @@ from __future__ import annotations
 import math
 
 from ..model._analysis import ModelAnalysis
+from ..model._dynamics import format_timestamp
+from ..model._expected import WEEKDAYS
 
-__all__ = ["format_analysis"]
+__all__ = ["format_analysis", "format_calendar", "format_population"]
+
+_COLUMNS = 8  # triggers per table: wider models get several tables
 
 
 def _num(value: float | None, digits: int = 4) -> str:
@@ -74,6 +78,10 @@ def format_analysis(a: ModelAnalysis, *, target: str, tick_ms: int, fingerprint:
         rows = [[name, _num(e.rate_per_tick), _num(e.expected_count)] for name, e in estimates.items()]
         lines += _rows([title, "per tick (stationary)", count_title], rows)
         lines.append("")
+    if a.calendar is not None:
+        lines += format_calendar(a.calendar)
+    if a.population is not None:
+        lines += format_population(a.population)
     if a.stationary is None:
         lines.append("  per-tick rates are not given: the stationary distribution is not unique")
     if a.ticks is None:
@@ -81,3 +89,42 @@ def format_analysis(a: ModelAnalysis, *, target: str, tick_ms: int, fingerprint:
     for note in a.notes:
         lines.append(f"note: {note}")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _wide(first: str, labels: list[str], columns: dict[str, list[float | None]]) -> list[str]:
+    """One row per label, one column per trigger, in tables of at most _COLUMNS triggers."""
+    names = list(columns)
+    out: list[str] = []
+    for lo in range(0, len(names), _COLUMNS):
+        group = names[lo:lo + _COLUMNS]
+        rows = [[label, *(_num(columns[name][i]) for name in group)] for i, label in enumerate(labels)]
+        out += _rows([first, *group], rows)
+        out.append("")
+    return out
+
+
+def format_calendar(calendar) -> list[str]:
+    """Expected events per hour of day and per weekday, per trigger (profiled models)."""
+    span = (f"{calendar.ticks:,} ticks from {format_timestamp(calendar.timestamp_start)}")
+    lines = [f"expected events per hour of day ({calendar.tz}) in one such hour, per trigger "
+             f"(average over {span})"]
+    labels = [f"{h:02d}-{(h + 1) % 24:02d}" for h in range(24)]
+    lines += _wide("hour", labels, calendar.per_hour)
+    lines.append("expected events per day of the week in one such day, per trigger")
+    lines += _wide("day", list(WEEKDAYS), calendar.per_weekday)
+    if any(v <= 0 for v in calendar.hours_covered) or any(v <= 0 for v in calendar.days_covered):
+        lines.append("  (-: the analysed ticks do not cover that hour or day)")
+        lines.append("")
+    return lines
+
+
+def format_population(outlook) -> list[str]:
+    """Expected arrivals, departures and live subjects over the run (models with arrivals)."""
+    what = "over the run" if outlook.bounded else "over the first week of the unbounded run"
+    lines = [f"expected population {what} (departed = entered a final state)"]
+    rows = [["0", "start", "0", "0", _num(float(outlook.initial))]]
+    rows += [[f"{row['tick']:,}", row["time"], _num(row["arrived"]), _num(row["departed"]), _num(row["live"])]
+             for row in outlook.rows]
+    lines += _rows(["tick", "time", "arrived", "departed", "live"], rows)
+    lines.append("")
+    return lines

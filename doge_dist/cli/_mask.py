@@ -14,7 +14,9 @@ import re
 import sys
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
+
+from ..sinks._masking import url_passwords as _sink_url_passwords
 
 __all__ = ["MASK", "SECRET_VAR_RE", "SECRET_KEY_RE", "SECRET_SETTINGS", "MASKING_RULE", "Masker",
            "MaskingFormatter", "MaskingFilter", "InstallLogMasking", "mask_url_passwords", "masked_paths",
@@ -68,13 +70,7 @@ def url_passwords(text: str) -> list[str]:
     for match in _URL_PASSWORD.finditer(text):
         password = match.group("password")
         found += [password, unquote(password)]
-    for part in text.split(","):  # urlsplit also reads a password the regex leaves (e.g. with '/')
-        try:
-            password = urlsplit(part.strip()).password
-        except ValueError:
-            continue
-        if password:
-            found += [password, unquote(password)]
+    found += _sink_url_passwords(text)  # urlsplit also reads a password the regex leaves (e.g. with '/')
     return [p for p in dict.fromkeys(found) if p]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import platform
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
@@ -14,7 +15,7 @@ from ..run._result import RunResult
 from ._mask import Masker
 
 __all__ = ["package_versions", "summary_table", "build_report", "write_report", "describe_counts",
-           "run_timings", "REPORT_FORMAT", "TIMING_PARTS"]
+           "run_timings", "rate_lines", "rate_section", "REPORT_FORMAT", "TIMING_PARTS"]
 
 REPORT_FORMAT = 1
 _PACKAGES = ("doge-dist", "numpy", "ray", "confluent-kafka", "sqlalchemy")
@@ -121,10 +122,32 @@ def summary_table(result: RunResult, *, status: str, tick_ms: int | None = None,
     lines.append(f"  rate: {rate_events:,.0f} events/s, {rate_ticks:,.0f} subject-ticks/s "
                  f"(over {simulate:.3f} s)")
     lines.append(_time_line(result, wall_s))
-    if realtime:
+    rate = getattr(result, "rate", None)
+    if realtime and rate is None:
         pace = f"{tick_ms} ms per tick at speed {speed:g}" if tick_ms else f"speed {speed:g}"
         lines.append(f"  realtime: {pace}; max lag behind the wall clock {result.max_lag_s:.3f} s")
+    if rate is not None:
+        lines += rate_lines(rate)
     return "\n".join(lines)
+
+
+def rate_lines(rate: Any) -> list[str]:
+    """The target event rate of a paced run: totals, shortfall, and per step target vs achieved."""
+    from ..report._html import RATE_HEADER, rate_rows
+
+    lines = [f"  target rate: {rate.target_events:,.0f} events targeted, {rate.achieved_events:,} achieved, "
+             f"shortfall {rate.shortfall:.1%}"]
+    if rate.steps:
+        lines += _table(list(RATE_HEADER), rate_rows(rate))
+    return lines
+
+
+def rate_section(rate: Any) -> dict[str, Any] | None:
+    """The report's ``rate``: per step target and achieved events/s, totals and the shortfall."""
+    if rate is None:
+        return None
+    return {"target_events": rate.target_events, "achieved_events": rate.achieved_events,
+            "shortfall": rate.shortfall, "steps": list(rate.steps)}
 
 
 def _count(value: Any) -> str:
@@ -188,6 +211,7 @@ def build_report(
         "events_by_transition": None,
         "total_events": None,
         "sink_stats": None,
+        "rate": None,
         "result": None,
     }
     if result is not None:
@@ -199,9 +223,21 @@ def build_report(
             events_by_transition=result.events_by_transition,
             total_events=result.total_events,
             sink_stats=result.sink_stats,
+            rate=rate_section(getattr(result, "rate", None)),
             result=result.to_dict(),
         )
-    return masker.mask_data(report)
+    return _json_safe(masker.mask_data(report))
+
+
+def _json_safe(value: Any) -> Any:
+    """Non-finite floats (an unbounded step's ``for_s``) as null: the report stays strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def write_report(path: str | Path, report: dict[str, Any]) -> Path:

@@ -20,6 +20,7 @@ import yaml
 from .._errors import ModelError
 from ..model import _validate as model_rules
 from ._checkpoint_spec import checkpoint_section, max_restarts
+from ._pacing import validate_load, validate_rate, validate_repeat
 
 __all__ = ["Field", "SCHEMA", "register_field", "field_names", "validate_field", "resolve_timestamp",
            "GENERATOR_ATTRIBUTES", "RUN_FIELDS", "SETTINGS_RULE", "AUTO"]
@@ -264,6 +265,9 @@ for _field in (
     Field("window", _window, "run"),
     Field("realtime", _bool, "run"),
     Field("speed", _speed, "run"),
+    Field("rate", validate_rate, "run"),       # a target event rate (cli/_pacing.py)
+    Field("load", validate_load, "run"),       # a load shape: steps and ramps
+    Field("repeat", validate_repeat, "run"),   # cycle the load shape until stopped
     Field("max_restarts", max_restarts, "run"),
     Field("checkpoint", checkpoint_section, "extra"),  # checkpoints and resume: cli/_checkpoint_spec.py
     Field("secrets", _secrets, "secrets"),

@@ -18,6 +18,7 @@ import yaml
 from ._errors import SpecError
 from ._interpolate import Interpolator, typed_scalar
 from ._mask import Masker, is_secret_key, masked_paths, url_passwords
+from ._pacing import check_spec_pacing
 from ._schema import GENERATOR_ATTRIBUTES, RUN_FIELDS, SCHEMA, field_names, resolve_timestamp, validate_field
 
 __all__ = [
@@ -213,6 +214,9 @@ def _compose(text: str, source: str) -> tuple[dict[str, Any], dict[str, int]]:
             if isinstance(value_node, yaml.MappingNode):  # params, sink, checkpoint...: their keys' lines
                 for pkey, pvalue in value_node.value:
                     lines[f"{key}.{pkey.value}"] = pvalue.start_mark.line + 1
+            if key == "load" and isinstance(value_node, yaml.SequenceNode):  # load steps, numbered from 1
+                for k, item in enumerate(value_node.value):
+                    lines[f"load.{k + 1}"] = item.start_mark.line + 1
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -278,6 +282,7 @@ def parse_spec_text(text: str, source: str = "<spec>", environ: Mapping[str, str
     if spec.model is None:
         raise SpecError("is required: the model target 'package.module:function' or "
                         "'path/to/file.py:function'", field="model", source=source)
+    check_spec_pacing(spec.settings, lines, source)
     if "speed" in spec.settings and spec.settings.get("realtime") is not True:
         raise SpecError("needs 'realtime: true': speed only paces realtime runs (remove it, or add "
                         "realtime: true)", field="speed", line=lines.get("speed"), source=source)

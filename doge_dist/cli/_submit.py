@@ -38,7 +38,7 @@ _LISTED_FILES = 12
 #: run flags passed through to the job's ``doge-dist run`` (spec field -> flag).
 _PASS_THROUGH = {"subjects": "--subjects", "ticks": "--ticks", "tick_ms": "--tick-ms",
                  "timestamp_start": "--timestamp-start", "seed": "--seed", "workers": "--workers",
-                 "window": "--window", "speed": "--speed"}
+                 "window": "--window", "speed": "--speed", "rate": "--rate"}
 _FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".gz", ".txt", ".log", ".db", ".sqlite", ".parquet", ".avro")
 
 

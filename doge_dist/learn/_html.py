@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
-import io
-from typing import Any
 
 import numpy as np
 
+from ..report._page import figure as _figure
+from ..report._page import page
+from ..report._page import svg as _svg
 from ._compare import Comparison
 
 __all__ = ["render_html", "MAX_DWELL_PANELS"]
@@ -16,21 +17,6 @@ __all__ = ["render_html", "MAX_DWELL_PANELS"]
 MAX_DWELL_PANELS = 12
 MAX_BARS = 30
 _REAL, _GEN = "#1f77b4", "#ff7f0e"
-
-
-def _svg(figure: Any) -> str:
-    from matplotlib.backends.backend_svg import FigureCanvasSVG
-
-    buffer = io.StringIO()
-    FigureCanvasSVG(figure).print_svg(buffer)
-    text = buffer.getvalue()
-    return text[text.index("<svg"):]  # drop the XML declaration and DOCTYPE
-
-
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), layout="constrained")
 
 
 def _shares_chart(c: Comparison) -> str:
@@ -138,24 +124,12 @@ def render_html(c: Comparison, title: str = "doge-dist compare") -> str:
                f"{real['subjects']:,} subjects, {real['first']} .. {real['last']}<br>"
                f"<b>generated</b>: {html.escape(', '.join(gen['logs']))} &mdash; {gen['events']:,} events, "
                f"{gen['subjects']:,} subjects, {gen['first']} .. {gen['last']}</p>")
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; max-width: 1150px; }}
-.cards {{ display: flex; gap: 16px; margin: 16px 0; }}
-.card {{ border: 1px solid #ccc; border-radius: 6px; padding: 12px 18px; min-width: 200px; }}
-.value {{ font-size: 28px; font-weight: 600; }} .name {{ font-family: monospace; }} .what {{ color: #666; }}
-table {{ border-collapse: collapse; font-size: 13px; }} td, th {{ border: 1px solid #ddd; padding: 3px 8px; }}
-td:not(:first-child) {{ text-align: right; }} svg {{ max-width: 100%; height: auto; }}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
-{sources}
+    body = f"""{sources}
 <p>Distances are in [0, 1]; 0 means the generated log matches the real one. Made {made}.</p>
 <div class="cards">{cards}</div>
 <h2>Event mix</h2>{_shares_chart(c)}
 <h2>Events per hour of day</h2>{_hourly_chart(c)}
 <h2>Time to the same subject's next event</h2>{_dwell_chart(c)}
 <h2>What follows each event</h2>{_next_chart(c)}
-<h2>By event</h2>{_table(c)}
-</body></html>
-"""
+<h2>By event</h2>{_table(c)}"""
+    return page(title, body)

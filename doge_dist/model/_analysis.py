@@ -69,6 +69,8 @@ class ModelAnalysis:
     by_sink: dict[str, Estimate]
     by_transition: dict[str, Estimate]
     notes: list[str] = field(default_factory=list)
+    calendar: Any = None        # CalendarExpectation: per hour of day / weekday (profiled models)
+    population: Any = None      # PopulationOutlook: expected arrivals, departures, live (with arrivals)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data; an infinite expected stay is written as null."""
@@ -90,6 +92,8 @@ class ModelAnalysis:
             "by_sink": {k: v.to_dict() for k, v in self.by_sink.items()},
             "by_transition": {k: v.to_dict() for k, v in self.by_transition.items()},
             "notes": self.notes,
+            "calendar": None if self.calendar is None else self.calendar.to_dict(),
+            "population": None if self.population is None else self.population.to_dict(),
         }
 
 
@@ -316,8 +320,12 @@ def analyze(
 
 
 def analyze_generator(generator: Any) -> ModelAnalysis:
-    """``analyze`` on a DataOnlineGenerator's states, transitions, population and ticks."""
-    return analyze(
+    """``analyze`` on a DataOnlineGenerator's states, transitions, population and ticks.
+
+    With profiles or arrivals, the expected counts over the run come from the time-varying chain
+    (:mod:`._expected`), and the analysis adds the expected events per hour of day and weekday
+    (profiles) and the expected population over the run (arrivals)."""
+    analysis = analyze(
         generator.states,
         generator.initial_state,
         list(generator.transitions),
@@ -325,6 +333,49 @@ def analyze_generator(generator: Any) -> ModelAnalysis:
         generator.ticks_num,
         sinks=list(getattr(generator, "sinks", None) or sinks_in_use_order(generator.transitions)),
     )
+    arrivals = list(getattr(generator, "arrivals", []) or [])
+    from ._expected import expected_calendar, profiled
+
+    if not profiled(generator) and not arrivals:
+        return analysis
+    from ._outlook import population_outlook
+
+    outlook = population_outlook(generator)
+    if generator.ticks_num is not None:
+        _replace_counts(analysis, generator, outlook.events_by_transition)
+    if profiled(generator):
+        analysis.calendar = expected_calendar(generator)
+        analysis.notes.append(PROFILE_NOTE)
+    if arrivals:
+        analysis.population = outlook
+        analysis.notes.append(ARRIVALS_NOTE)
+    return analysis
+
+
+PROFILE_NOTE = ("profiles: the stationary share and the per-tick rates use the base probabilities "
+                "(multiplier 1); the expected counts over the run, per hour and per weekday apply the "
+                "profiles")
+ARRIVALS_NOTE = ("arrivals: the stationary share and the per-tick rates are for the initial population; "
+                 "the expected counts over the run include the arriving subjects")
+
+
+def _replace_counts(analysis: ModelAnalysis, generator: Any, per_transition: list[float]) -> None:
+    """Expected counts over the run from the time-varying chain (per trigger, sink and transition)."""
+    transitions = list(generator.transitions)
+    ordered_sinks = list(getattr(generator, "sinks", None) or sinks_in_use_order(transitions))
+
+    def total(selected: Iterable[int]) -> float:
+        return float(sum(per_transition[k] for k in selected))
+
+    for name, estimate in analysis.by_trigger.items():
+        estimate.expected_count = _clean(total(k for k, t in enumerate(transitions) if t.trigger == name))
+    for name, estimate in analysis.by_transition.items():
+        estimate.expected_count = _clean(total(
+            k for k, t in enumerate(transitions) if f"{t.from_state}:{t.trigger}" == name))
+    for name, sink in zip(unique_sink_names(ordered_sinks), ordered_sinks, strict=True):
+        if name in analysis.by_sink:
+            analysis.by_sink[name].expected_count = _clean(total(
+                k for k, t in enumerate(transitions) if any(s is sink for s in t.event_sinks)))
 
 
 def _named(states: Sequence[str], values: np.ndarray) -> dict[str, float]:

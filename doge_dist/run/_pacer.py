@@ -50,9 +50,11 @@ class LoadStep:
         return s * (self.start_rate + self.rate_at(s)) / 2.0
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON-ready: an endless step's ``for_s`` is None)."""
+        duration = self.duration_s if math.isfinite(self.duration_s) else None
         if self.start_rate == self.end_rate:
-            return {"rate": self.start_rate, "for_s": self.duration_s}
-        return {"ramp": [self.start_rate, self.end_rate], "for_s": self.duration_s}
+            return {"rate": self.start_rate, "for_s": duration}
+        return {"ramp": [self.start_rate, self.end_rate], "for_s": duration}
 
 
 @dataclass(frozen=True)

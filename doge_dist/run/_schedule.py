@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..engine._layout import part_bounds
+
 __all__ = ["partition", "default_window", "next_window", "window_bounds", "realtime_due"]
 
 DEFAULT_WINDOW = 100
@@ -19,13 +21,8 @@ def partition(subjects: int, shards: int) -> list[tuple[int, int]]:
         raise ValueError(f"shards must be >= 1, got {shards}")
     if subjects < 0:
         raise ValueError(f"subjects must be >= 0, got {subjects}")
-    base, extra = divmod(subjects, shards)
-    bounds, start = [], 0
-    for shard in range(shards):
-        stop = start + base + (1 if shard < extra else 0)
-        bounds.append((start, stop))
-        start = stop
-    return bounds
+    bounds = part_bounds(subjects, shards)
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def default_window(ticks: int | None, realtime: bool) -> int:

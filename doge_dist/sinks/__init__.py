@@ -6,8 +6,7 @@ is created or used, never by ``import doge_dist``.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_getattr
 
 __all__ = [
     "KafkaSinkFactory",
@@ -19,24 +18,7 @@ __all__ = [
     "CsvSink",
 ]
 
-_HOMES = {
-    "KafkaSinkFactory": "._kafka",
-    "KafkaSink": "._kafka",
-    "KafkaAvroSinkFactory": "._kafka_avro",
-    "DbSinkFactory": "._db",
-    "DbSink": "._db",
-    "JsonLinesSink": "._files",
-    "CsvSink": "._files",
-}
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, frozenset(__all__), globals())
 
 
 def __dir__() -> list[str]:
