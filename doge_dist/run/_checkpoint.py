@@ -23,7 +23,7 @@ import os
 import pickle
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ import numpy as np
 
 from .._errors import ModelError
 from ..engine._shard_engine import PartState, ShardSnapshot
+from ._subject_codec import decode_subjects, encode_subjects
 
 __all__ = ["FORMAT", "Store", "Manifest", "SnapshotWriter", "write_manifest", "load_manifest", "read_part",
            "read_shard", "write_run_status", "tick_dir"]
@@ -143,7 +144,7 @@ def _dumps(value: Any) -> bytes:
 
 
 def write_shard_files(store: Store, tick: int, shard: int, snapshot: ShardSnapshot,
-                      positions: dict[str, Any]) -> dict[str, Any]:
+                      positions: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write one shard's parts and its own file for ``tick``; return what was written."""
     folder = tick_dir(tick)
     started = time.perf_counter()
@@ -153,11 +154,13 @@ def write_shard_files(store: Store, tick: int, shard: int, snapshot: ShardSnapsh
         buf = io.BytesIO()
         np.savez(buf, gidx=state.gidx, state=state.state, next_tick=state.next_tick)
         sizes[f"part-{part:05d}.npz"] = store.write(f"{folder}/part-{part:05d}.npz", buf.getvalue())
-        sizes[f"part-{part:05d}.pkl"] = store.write(f"{folder}/part-{part:05d}.pkl", _dumps(state.subjects))
+        sizes[f"part-{part:05d}.pkl"] = store.write(f"{folder}/part-{part:05d}.pkl",
+                                                    encode_subjects(state.subjects))
         subjects += len(state.subjects)
     own = {"ticks_done": snapshot.ticks_done, "events": snapshot.events, "vetoed": snapshot.vetoed,
            "created": snapshot.created, "departed": snapshot.departed, "factory": snapshot.factory,
-           "arrivals": snapshot.arrivals, "rand_state": snapshot.rand_state, "positions": positions}
+           "arrivals": snapshot.arrivals, "rand_state": snapshot.rand_state, "positions": positions,
+           **(extra or {})}
     sizes[f"shard-{shard:05d}.pkl"] = store.write(f"{folder}/shard-{shard:05d}.pkl", _dumps(own))
     info = {"tick": tick, "shard": shard, "files": sizes, "bytes": sum(sizes.values()), "subjects": subjects,
             "seconds": time.perf_counter() - started}
@@ -173,29 +176,39 @@ class _Pending:
 
 
 class SnapshotWriter:
-    """Writes a shard's snapshots: in a forked child when the platform allows (the shard goes on at
-    once and the child sees the state as it was, copy-on-write), else inline."""
+    """Writes a shard's snapshots: in a forked child when the platform allows (the shard pauses only
+    for the fork and goes on; the child takes the snapshot of the state as it was, copy-on-write, and
+    writes it), else inline. At most one writer per shard is in flight: a periodic checkpoint that
+    comes while the previous one is still being written is skipped (``skipped`` counts them), so
+    writers never pile up on the cores or in memory (each child's pages are copied as it reads them)."""
 
     def __init__(self, url: str, shard: int) -> None:
         self.store = Store(url)
         self.shard = shard
         self.pending: list[_Pending] = []
         self.finished: list[dict[str, Any]] = []
+        self.skipped = 0
 
-    def start(self, tick: int, snapshot: ShardSnapshot, positions: dict[str, Any], *,
-                                                                        inline: bool = False) -> None:
+    def start(self, tick: int, take: Callable[[], ShardSnapshot], positions: dict[str, Any], *,
+              inline: bool = False, extra: dict[str, Any] | None = None) -> bool:
+        """Write the snapshot ``take()`` makes for ``tick``; False when skipped (a writer is in flight)."""
         if inline or not hasattr(os, "fork"):
-            self._inline(tick, snapshot, positions)
-            return
+            self.poll(wait=True)  # the final checkpoint: after any writer still in flight
+            self._inline(tick, take(), positions, extra)
+            return True
+        self.poll()
+        if self.pending:
+            self.skipped += 1
+            return False
         import warnings
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: the child touches none
             pid = os.fork()
-        if pid == 0:  # the child: write, then leave without running any cleanup of the parent's
+        if pid == 0:  # the child: snapshot and write, then leave without running the parent's cleanup
             code = 1
             try:
-                write_shard_files(self.store, tick, self.shard, snapshot, positions)
+                write_shard_files(self.store, tick, self.shard, take(), positions, extra)
                 code = 0
             except BaseException as exc:  # noqa: BLE001 - reported through the exit status and a file
                 try:
@@ -206,10 +219,12 @@ class SnapshotWriter:
             finally:
                 os._exit(code)
         self.pending.append(_Pending(tick, pid, time.perf_counter()))
+        return True
 
-    def _inline(self, tick: int, snapshot: ShardSnapshot, positions: dict[str, Any]) -> None:
+    def _inline(self, tick: int, snapshot: ShardSnapshot, positions: dict[str, Any],
+                extra: dict[str, Any] | None) -> None:
         try:
-            info = write_shard_files(self.store, tick, self.shard, snapshot, positions)
+            info = write_shard_files(self.store, tick, self.shard, snapshot, positions, extra)
             self.finished.append({**info, "ok": True})
         except Exception as exc:  # noqa: BLE001 - the driver reports it and keeps the older checkpoint
             self.finished.append({"tick": tick, "shard": self.shard, "ok": False,
@@ -320,7 +335,7 @@ def read_part(manifest: Manifest, part: int) -> PartState:
     folder = tick_dir(manifest.tick)
     with np.load(io.BytesIO(store.read(f"{folder}/part-{part:05d}.npz"))) as arrays:
         gidx, state, next_tick = arrays["gidx"], arrays["state"], arrays["next_tick"]
-    subjects = pickle.loads(store.read(f"{folder}/part-{part:05d}.pkl"))
+    subjects = decode_subjects(store.read(f"{folder}/part-{part:05d}.pkl"))
     return PartState(gidx, state, next_tick, subjects)
 
 

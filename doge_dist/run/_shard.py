@@ -20,7 +20,7 @@ from ..engine._arrivals import ArrivalSchedule
 from ..engine._layout import ShardLayout
 from ..engine._shard_engine import ShardEngine, ShardSnapshot
 from ._checkpoint import Manifest, SnapshotWriter, read_part, read_shard
-from ._closing import close_all, sink_failures
+from ._closing import close_all, sink_failures, sink_stats
 from ._plan import OutputChunk, RunPlan, WindowReport
 from ._result import ShardResult
 
@@ -65,6 +65,7 @@ class ShardWorker:
         self._closed: ShardResult | None = None
         self._checkpoint: dict[str, Any] | None = None
         self.last_checkpoint: int | None = None
+        self._stats_base: dict[str, dict[str, Any]] = {}  # a replacement's sink counts before its start
 
     # -- starting ------------------------------------------------------------------------------
 
@@ -112,7 +113,8 @@ class ShardWorker:
         parts = [read_part(manifest, p) for p in self.layout.owned_parts]
         own = read_shard(manifest, self.layout.index if counters else 0)
         snapshot = None
-        if counters:
+        if counters:  # the same run: its sinks' counts so far carry on from the checkpoint's
+            self._stats_base = own.get("sink_stats") or {}
             snapshot = ShardSnapshot(ticks_done=own["ticks_done"], parts={}, events=own["events"],
                                      vetoed=own["vetoed"], created=own["created"], departed=own["departed"],
                                      factory=None, arrivals=None)
@@ -189,17 +191,22 @@ class ShardWorker:
         ``inline``); the report carries both."""
         if self.writer is None or self.last_checkpoint == tick:
             return
-        self.last_checkpoint = tick
         model = self.engine.model
         positions: dict[str, dict[str, Any]] = {}
         for sink, name in zip(model.sinks, model.sink_names):
             take = getattr(sink, "checkpoint_positions", None)
-            if callable(take):
+            if callable(take):  # every checkpoint tick, also a skipped one: outputs stay identical
                 positions[name] = take()
-        snapshot = self.engine.snapshot()
-        self.writer.start(tick, snapshot, positions, inline=inline)
+        stats = {name: numbers for sink, name in zip(model.sinks, model.sink_names)
+                 if (numbers := sink_stats(sink)) is not None}
+        if not self.writer.start(tick, self.engine.snapshot, positions, inline=inline,
+                                 extra={"sink_stats": self._add_base(stats)}):
+            return  # the previous checkpoint is still being written: this one is skipped
+        self.last_checkpoint = tick
+        arrivals = self.engine.arrivals
         self._checkpoint = {"tick": tick, "shard": self.layout.index, "positions": positions,
-                            "arrivals": snapshot.arrivals, "total_events": self.engine.total_events(),
+                            "arrivals": arrivals.state() if arrivals is not None else None,
+                            "total_events": self.engine.total_events(),
                             "events_by_sink": self.engine.counts_by_sink()}
 
     def abandon(self) -> WindowReport:
@@ -258,6 +265,18 @@ class ShardWorker:
                 chunks.append(OutputChunk(sid, keys, lines))
         return chunks
 
+    def _add_base(self, stats: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Sink counts plus what a lost worker's sinks had counted up to the checkpoint it restarted from."""
+        if not self._stats_base:
+            return stats
+        out = {name: dict(numbers) for name, numbers in stats.items()}
+        for name, numbers in self._stats_base.items():
+            slot = out.setdefault(name, {})
+            for key, value in numbers.items():
+                if isinstance(value, (int, float)):
+                    slot[key] = slot.get(key, 0) + value
+        return out
+
     def finish(self, ticks_done: int) -> tuple[ShardResult, list[BaseException]]:
         """Close this process's sinks (once, even when called again) and report the shard's counts."""
         if self._closed is not None:
@@ -266,6 +285,7 @@ class ShardWorker:
         model = self.engine.model
         with shard_scope(self.info):
             stats, errors = close_all(model.sinks, model.sink_names)
+        stats = self._add_base(stats)
         if self.writer is not None:
             self.writer.poll(wait=True)
         if self._saved_random is not None:
