@@ -75,8 +75,10 @@ def test_a_replacement_skips_committed_windows_and_the_lost_transaction_is_fence
     assert set(seen) == set(range(120))  # nothing lost
     assert all(seen[i] == 1 for i in range(80))  # committed windows were not re-sent
     assert all(seen[i] == 1 for i in range(100, 120))
-    # Tansu shows the aborted transaction's messages too (Apache Kafka's read_committed would not)
-    assert all(seen[i] in (1, 2) for i in range(80, 100))
+    # what Tansu 0.6 does not honour: the aborted (fenced) transaction's messages stay visible to
+    # read_committed consumers, so they arrive twice; on Apache Kafka each would arrive once. If this
+    # starts failing, the broker hides aborts now: update the table in _kafka_txn's docstring.
+    assert all(seen[i] == 2 for i in range(80, 100))
 
 
 def test_a_kill_before_any_checkpoint_resumes_from_the_committed_counts(kafka_broker):
