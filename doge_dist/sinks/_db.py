@@ -31,6 +31,7 @@ from ._db_progress import (
     load_progress_table,
     read_committed,
     record_batch,
+    record_batch_psycopg,
 )
 from ._db_timeouts import (
     DEFAULT_STATEMENT_TIMEOUT_S,
@@ -728,12 +729,12 @@ class DbSink(PicklesAsDescription, EventSink):
                 transaction = conn.begin()
                 try:
                     if factory.use_copy:
-                        self._copy(conn, groups)
+                        self._copy(conn, groups, progress)
                     else:
                         for _, group in groups:
                             conn.execute(self._table.insert(), group)
-                    if progress is not None:
-                        record_batch(conn, progress)
+                        if progress is not None:
+                            record_batch(conn, progress)
                 except Exception as exc:
                     if not guard.fired and _is_disconnect(conn, exc):
                         conn.invalidate(exc)  # never back into the pool; the server rolled it back
@@ -749,7 +750,8 @@ class DbSink(PicklesAsDescription, EventSink):
             finally:
                 guard.cancel()
 
-    def _copy(self, conn: Connection, groups: list[tuple[tuple[str, ...], list[dict]]]) -> None:
+    def _copy(self, conn: Connection, groups: list[tuple[tuple[str, ...], list[dict]]],
+              progress: BatchProgress | None = None) -> None:
         from psycopg import sql
 
         table = self._table
@@ -777,6 +779,8 @@ class DbSink(PicklesAsDescription, EventSink):
                     else:
                         for row in group:
                             write_row(get(row))
+            if progress is not None:
+                record_batch_psycopg(cursor, progress)
 
 
 def _rollback_quietly(transaction: Any) -> None:

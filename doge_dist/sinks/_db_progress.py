@@ -20,9 +20,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy import Table
     from sqlalchemy.engine import Connection
 
-__all__ = ["DEFAULT_PROGRESS_TABLE", "PROGRESS_COLUMNS", "ProgressConflict", "BatchProgress",
+__all__ = ["DEFAULT_PROGRESS_TABLE", "PROGRESS_COLUMNS", "ProgressConflict", "BatchProgress", "ProgressTable",
            "define_progress_table", "load_progress_table", "read_committed", "record_batch",
-           "committed_now"]
+           "record_batch_psycopg", "committed_now"]
 
 DEFAULT_PROGRESS_TABLE = "doge_dist_progress"
 PROGRESS_COLUMNS = ("run_id", "sink", "part", "committed", "last_tick")
@@ -32,12 +32,49 @@ class ProgressConflict(Exception):
     """The progress row was not what this writer left it at: another writer records the same key."""
 
 
+class ProgressTable:
+    """The progress table with its two statements built once (a batch only binds parameters)."""
+
+    def __init__(self, table: Table) -> None:
+        import sqlalchemy as sa
+
+        c = table.c
+        self.table = table
+        self.insert = table.insert().values(
+            run_id=sa.bindparam("p_run"), sink=sa.bindparam("p_sink"), part=sa.bindparam("p_part"),
+            committed=sa.bindparam("p_new"), last_tick=sa.bindparam("p_tick"))
+        self.update = (table.update()
+                       .where(c.run_id == sa.bindparam("p_run"), c.sink == sa.bindparam("p_sink"),
+                              c.part == sa.bindparam("p_part"), c.committed == sa.bindparam("p_old"))
+                       .values(committed=sa.bindparam("p_new"), last_tick=sa.bindparam("p_tick")))
+
+        self._psycopg: tuple[Any, Any] | None = None
+
+    @property
+    def c(self) -> Any:
+        return self.table.c
+
+    def psycopg_statements(self) -> tuple[Any, Any]:
+        """(insert, update) as psycopg ``sql`` objects, for the COPY path's own cursor."""
+        if self._psycopg is None:
+            from psycopg import sql
+
+            names = (self.table.schema, self.table.name) if self.table.schema else (self.table.name,)
+            target = sql.Identifier(*names)
+            self._psycopg = (
+                sql.SQL("INSERT INTO {} (run_id, sink, part, committed, last_tick) "
+                        "VALUES (%s, %s, %s, %s, %s)").format(target),
+                sql.SQL("UPDATE {} SET committed = %s, last_tick = %s "
+                        "WHERE run_id = %s AND sink = %s AND part = %s AND committed = %s").format(target))
+        return self._psycopg
+
+
 @dataclass(frozen=True)
 class BatchProgress:
     """What one batch does to its part's progress row: ``committed`` goes from ``old`` to ``new``.
     ``stored``: the row exists already (UPDATE); otherwise this batch creates it (INSERT)."""
 
-    table: Any
+    table: ProgressTable
     run_id: str
     sink: str
     part: int
@@ -64,7 +101,7 @@ def define_progress_table(name: str, schema: str | None) -> Table:
     )
 
 
-def load_progress_table(conn: Connection, name: str, schema: str | None) -> Table:
+def load_progress_table(conn: Connection, name: str, schema: str | None) -> ProgressTable:
     """The progress table, created when missing (another process creating it at the same moment is
     fine); ``ValueError`` naming the table when it exists without the expected columns."""
     import sqlalchemy as sa
@@ -88,10 +125,10 @@ def load_progress_table(conn: Connection, name: str, schema: str | None) -> Tabl
         raise ValueError(f"progress table {where} exists but lacks column(s) {missing}; it needs "
                          f"{list(PROGRESS_COLUMNS)} (drop it to let the sink create it, or choose "
                          "another progress_table=)")
-    return table
+    return ProgressTable(table)
 
 
-def read_committed(conn: Connection, table: Table, run_id: str, sink: str,
+def read_committed(conn: Connection, table: ProgressTable, run_id: str, sink: str,
                    parts: list[int]) -> dict[int, int]:
     """``{part: committed}`` of the rows that exist, read under a row lock where the database has one
     (``FOR UPDATE``: a commit of a worker that just died is waited for, never read half-way)."""
@@ -116,31 +153,53 @@ def committed_now(conn: Connection, progress: BatchProgress) -> int | None:
     return None if value is None else int(value)
 
 
+def _already_there(progress: BatchProgress) -> str:
+    return (f"the progress row ({progress.describe()}) already exists although this writer has not "
+            "written it: another sink of this run records progress under the same key (two sinks "
+            "writing one table need distinct progress_key=), or a stale worker of this run is still "
+            "writing")
+
+
+def _moved(progress: BatchProgress) -> str:
+    return (f"the progress row ({progress.describe()}) no longer says {progress.old} committed rows: "
+            "another writer changed it (two sinks writing one table need distinct progress_key=, or a "
+            "stale worker of this run is still writing)")
+
+
+def record_batch_psycopg(cursor: Any, progress: BatchProgress) -> None:
+    """``record_batch`` on a psycopg 3 cursor of the batch's transaction (the COPY path): the same
+    statements without SQLAlchemy's per-execution work."""
+    from psycopg import errors
+
+    insert, update = progress.table.psycopg_statements()
+    if not progress.stored:
+        try:
+            cursor.execute(insert, (progress.run_id, progress.sink, progress.part, progress.new,
+                                    progress.last_tick))
+        except errors.UniqueViolation as exc:
+            raise ProgressConflict(_already_there(progress)) from exc
+        return
+    cursor.execute(update, (progress.new, progress.last_tick, progress.run_id, progress.sink, progress.part,
+                            progress.old))
+    if cursor.rowcount != 1:
+        raise ProgressConflict(_moved(progress))
+
+
 def record_batch(conn: Connection, progress: BatchProgress) -> None:
     """Inside the batch's transaction: move the part's row from ``old`` to ``new`` committed rows;
     ``ProgressConflict`` when the row is not where this writer left it (the caller rolls back)."""
     import sqlalchemy as sa
 
-    table = progress.table
-    c = table.c
+    statements = progress.table
+    params = {"p_run": progress.run_id, "p_sink": progress.sink, "p_part": progress.part,
+              "p_new": progress.new, "p_tick": progress.last_tick}
     if not progress.stored:
         try:  # a conflict fails the statement; the caller rolls the whole batch back
-            conn.execute(table.insert().values(run_id=progress.run_id, sink=progress.sink, part=progress.part,
-                                               committed=progress.new, last_tick=progress.last_tick))
+            conn.execute(statements.insert, params)
         except sa.exc.IntegrityError as exc:
-            raise ProgressConflict(
-                f"the progress row ({progress.describe()}) already exists although this writer has not "
-                "written it: another sink of this run records progress under the same key (two sinks "
-                "writing one table need distinct progress_key=), or a stale worker of this run is still "
-                "writing") from exc
+            raise ProgressConflict(_already_there(progress)) from exc
         return
-    result = conn.execute(
-        table.update()
-        .where(c.run_id == progress.run_id, c.sink == progress.sink, c.part == progress.part,
-               c.committed == progress.old)
-        .values(committed=progress.new, last_tick=progress.last_tick))
+    params["p_old"] = progress.old
+    result = conn.execute(statements.update, params)
     if result.rowcount != 1:
-        raise ProgressConflict(
-            f"the progress row ({progress.describe()}) no longer says {progress.old} committed rows: "
-            "another writer changed it (two sinks writing one table need distinct progress_key=, or a "
-            "stale worker of this run is still writing)")
+        raise ProgressConflict(_moved(progress))
