@@ -230,3 +230,42 @@ def _drop(url: str, table: str) -> None:
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("committed", [True, False])
+def test_a_commit_lost_with_its_connection_is_resolved_from_the_progress_row(backend, committed):
+    """The connection dies during COMMIT: the progress row tells whether the batch is stored (then it is
+    counted as delivered) or not (then it is written again), instead of failing the run."""
+    from doge_dist.sinks import _db
+
+    url, copy = backend
+    helper = Tables(url)
+    progress = f"doge_progress_{uuid.uuid4().hex[:8]}"
+    try:
+        name = helper.create()
+        sink = DbSinkFactory(url, copy=copy, progress_table=progress).create(name, account_row, batch_size=10)
+        events = make_events(30)
+        real_write = sink._write
+        calls = []
+
+        def write_then_lose_the_commit(groups, guards, batch_progress=None):
+            calls.append(len(calls))
+            if len(calls) == 2:  # the second batch: its COMMIT's answer never arrives
+                if committed:
+                    real_write(groups, guards, batch_progress)
+                raise _db._CommitLost() from ConnectionResetError("connection lost during COMMIT")
+            real_write(groups, guards, batch_progress)
+
+        sink._write = write_then_lose_the_commit
+        with shard_scope(shard(uuid.uuid4().hex[:16], 0, 1, 1)):
+            sink.begin_run()
+            sink.select_part(0)
+            for ts, subject, transition in events:
+                sink.collect(ts, subject, transition)
+            sink.close()
+        assert [r[0] for r in helper.rows(name)] == list(range(30))
+        assert sink.stats() == {"delivered": 30, "failed": 0}
+        assert len(calls) == (3 if committed else 4)  # written again only when it was not stored
+    finally:
+        helper.drop_all()
+        _drop(url, progress)
