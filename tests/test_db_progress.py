@@ -269,3 +269,19 @@ def test_a_commit_lost_with_its_connection_is_resolved_from_the_progress_row(bac
     finally:
         helper.drop_all()
         _drop(url, progress)
+
+
+def test_a_job_spec_sql_sink_takes_progress_table(tmp_path):
+    from doge_dist.sinks._spec import SinkSpecError, build_sink
+
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+
+    def sql_sink(**extra):
+        return build_sink({"type": "sql", "url": url, "table": "t", **extra}, record=None, for_model=False)
+
+    default = sql_sink()
+    assert default.factory.progress_table == "doge_dist_progress" and callable(default.resume)
+    assert sql_sink(progress_table="my_progress").factory.progress_table == "my_progress"
+    assert sql_sink(progress_table=None).resume is None
+    with pytest.raises(SinkSpecError, match="progress_table must be"):
+        sql_sink(progress_table=5)

@@ -173,3 +173,18 @@ def test_the_avro_factory_makes_transactional_sinks_too():
     with shard_scope(shard("run-z")):
         assert sink.transactional_id() == "jobs.run-z.events.0"
         assert sink.progress_group(1) == "jobs.run-z.events.part-1"
+
+
+def test_a_job_spec_kafka_sink_takes_transactional():
+    from doge_dist.sinks._spec import SinkSpecError, build_sink
+
+    def kafka_sink(kind="kafka", **extra):
+        description = {"type": kind, "topic": "t", "bootstrap_servers": "127.0.0.1:9", **extra}
+        return build_sink(description, record=None, for_model=True)
+
+    assert isinstance(kafka_sink(transactional=True), TransactionalKafkaSink)
+    assert type(kafka_sink()) is KafkaSink
+    avro = kafka_sink("kafka-avro", schema_registry_url="mock://spec", transactional=True)
+    assert isinstance(avro, TransactionalKafkaSink)
+    with pytest.raises(SinkSpecError, match="transactional must be true or false"):
+        kafka_sink(transactional="yes")
