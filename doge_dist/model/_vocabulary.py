@@ -41,7 +41,22 @@ class EventSink(ABC):
     - ``begin_run()``: in the process that writes, before its first event of each run; zero
       counters and start the output afresh (a second ``start()`` reports only its own counts);
     - ``stats()``: a dict of delivery counts (``delivered``, ``failed``, ...);
-    - ``name``: a readable name used in results.
+    - ``name``: a readable name used in results;
+    - ``uses_parts = True`` and ``select_part(part)``: the engine names the part of the population
+      (a fixed range of subject indices) that the following events belong to; within a part,
+      events always come in the same order, however the run is split or repeated;
+    - ``end_window()``: after every complete window (e.g. commit a transaction per window);
+    - ``checkpoint_positions() -> dict``: at a checkpoint, after a complete window: make everything
+      collected so far durable and return JSON-able positions keyed ``"part:<p>"`` (or
+      ``"shard:<s>"``). A sink must not let an event collected before a checkpoint be lost after it;
+    - ``resume(positions)``: called *instead of* ``begin_run()`` when a run continues from a
+      checkpoint (a resumed run, or a replacement for a lost worker), with this shard's positions as
+      ``checkpoint_positions()`` returned them then (``{}``: from the start of the run). The shard then
+      replays the events since that checkpoint exactly as before; the sink puts itself back where
+      the positions say so that the replay writes nothing twice (files truncate to the recorded
+      length; SQL and transactional Kafka sinks skip, per part, what they committed since).
+      A sink without ``resume`` starts afresh and is at-least-once after a recovery: the run
+      counts what it may have sent twice in ``RunResult.possible_duplicates``.
     """
 
     @abstractmethod

@@ -1,4 +1,4 @@
-"""SQL database sink (SQLAlchemy 2 Core): batched inserts, one transaction per batch.
+"""SQL database sink (SQLAlchemy 2 Core): batched inserts, one transaction per batch, exactly once.
 
 Works with PostgreSQL (``postgresql+psycopg://``), SQLite and MySQL/MariaDB (``mysql+pymysql://``);
 doge-datagen style ``postgresql://`` and ``mysql://`` URLs use those drivers when the
@@ -7,6 +7,9 @@ psycopg 3, batches can go through ``COPY ... FROM STDIN`` instead of multi-row I
 Every wait on the database is bounded (``_db_timeouts``). Building a sink does no I/O: the table is
 checked (and created when ``create_table=`` says how) by ``prepare()`` on the driver before any
 subject exists, and again lazily where the sink writes.
+In a run, each batch is committed together with its part's row in a small progress table
+(``_db_progress``), so a worker that replaces a lost one, or a run resumed from a checkpoint, skips
+exactly the events that are already in the table while it replays (``resume``).
 This module imports SQLAlchemy lazily: ``import doge_dist`` never does.
 """
 
@@ -18,8 +21,18 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .._context import current_shard
 from .._errors import ModelError, SinkError
 from ..model._vocabulary import EventSink, Transition
+from ._db_progress import (
+    DEFAULT_PROGRESS_TABLE,
+    BatchProgress,
+    committed_now,
+    load_progress_table,
+    read_committed,
+    record_batch,
+    record_batch_psycopg,
+)
 from ._db_timeouts import (
     DEFAULT_STATEMENT_TIMEOUT_S,
     Watchdog,
@@ -33,7 +46,8 @@ from ._pickling import PicklesAsDescription
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy.engine import Connection, Engine
 
-__all__ = ["DbSinkFactory", "DbSink", "normalize_db_url", "DEFAULT_STATEMENT_TIMEOUT_S"]
+__all__ = ["DbSinkFactory", "DbSink", "normalize_db_url", "DEFAULT_STATEMENT_TIMEOUT_S",
+           "DEFAULT_PROGRESS_TABLE"]
 
 RowMapper = Callable[[int, Any, Transition], dict]
 #: What ``create_table=`` takes: DDL text, a SQLAlchemy ``Table``, or ``callable(connection)``.
@@ -73,12 +87,19 @@ class DbSinkFactory(PicklesAsDescription):
     A pooled connection the database dropped between batches (a restart, an idle timeout, a
     killed session) is replaced: the batch that finds it dead is retried once on a new connection,
     in its own transaction. A batch is retried only when the connection died before its COMMIT was
-    sent (so it was rolled back); it is never half-written or written twice.
+    sent (so it was rolled back), or, with a progress table, when the progress row shows that a COMMIT
+    lost with its connection did not happen; it is never half-written or written twice.
+
+    ``progress_table`` (default ``"doge_dist_progress"``, created when missing, in the sinks' schema):
+    in a run every batch is committed together with an update of its row ``(run_id, sink, part,
+    committed, last_tick)``, which makes the sinks exactly-once after a lost worker is replaced or a run
+    is resumed from a checkpoint. ``None`` writes no progress (for users who cannot create tables):
+    the sinks are then at-least-once after a recovery (the run reports possible duplicates).
     """
 
     def __init__(self, db_url: Any, *, copy: bool | str = "auto", connect_timeout: float | None = 10,
                  statement_timeout_s: float | None = DEFAULT_STATEMENT_TIMEOUT_S,
-                 **engine_options: Any) -> None:
+                 progress_table: str | None = DEFAULT_PROGRESS_TABLE, **engine_options: Any) -> None:
         from sqlalchemy.engine import URL, make_url
 
         if isinstance(db_url, URL):
@@ -104,6 +125,10 @@ class DbSinkFactory(PicklesAsDescription):
                                       or not value > 0 or value == math.inf):
                 raise ModelError(f"DbSinkFactory: {label} must be a positive number of seconds or None, "
                                  f"got {value!r}")
+        if progress_table is not None and (not isinstance(progress_table, str) or not progress_table.strip()):
+            raise ModelError(f"DbSinkFactory: progress_table must be a table name or None (no progress "
+                             f"table: at-least-once after a recovery), got {progress_table!r}")
+        self.progress_table = progress_table
         self.db_url = db_url
         self.masked_url = masked_url(db_url)
         self.backend = url.get_backend_name()
@@ -216,7 +241,8 @@ class DbSinkFactory(PicklesAsDescription):
     # ------------------------------------------------------------------ sinks
 
     def create(self, table_name: str, row_mapper_function: RowMapper, batch_size: int = 1000,
-               create_table: TableCreator = None, *, schema: str | None = None) -> DbSink:
+               create_table: TableCreator = None, *, schema: str | None = None,
+               progress_key: str | None = None) -> DbSink:
         """A sink inserting ``row_mapper_function(timestamp, subject, transition)`` rows into ``table_name``.
 
         Does no I/O. The run checks the table before any subject exists (``DbSink.prepare()``):
@@ -224,6 +250,9 @@ class DbSinkFactory(PicklesAsDescription):
         ``ConnectionError`` naming the URL (password masked). With ``create_table=`` a missing
         table is created first: DDL text (run as given), a SQLAlchemy ``Table`` named
         ``table_name``, or ``callable(connection)`` (a SQLAlchemy Connection, committed after).
+
+        ``progress_key`` names the sink in the progress table (default: ``[schema.]table_name``); two
+        sinks of one model writing the same table need distinct keys (a shared key fails the run).
         """
         if not isinstance(table_name, str) or not table_name:
             raise ModelError(f"DbSinkFactory.create: table_name must be a non-empty string, "
@@ -235,7 +264,12 @@ class DbSinkFactory(PicklesAsDescription):
             raise ModelError(f"DbSinkFactory.create: batch_size must be a positive integer, "
                              f"got {batch_size!r}")
         _check_creator(create_table, table_name, schema)
-        return DbSink(self, table_name, row_mapper_function, batch_size, create_table, schema=schema)
+        if progress_key is not None and (not isinstance(progress_key, str) or not progress_key.strip()
+                                         or len(progress_key) > 200):
+            raise ModelError(f"DbSinkFactory.create: progress_key must be a non-empty string of at most 200 "
+                             f"characters, got {progress_key!r}")
+        return DbSink(self, table_name, row_mapper_function, batch_size, create_table, schema=schema,
+                      progress_key=progress_key)
 
 
 def _check_creator(create_table: Any, table_name: str, schema: str | None) -> None:
@@ -268,17 +302,42 @@ class _CommitLost(Exception):
     """The connection died during COMMIT: the database may or may not have stored the batch."""
 
 
+class _CommittedAfterAll(Exception):
+    """A COMMIT lost with its connection did happen (the progress row says so): the batch is stored."""
+
+
+class _Part:
+    """The state of one part's output in this process: its pending batch and its progress."""
+
+    __slots__ = ("batch", "uniform", "skip", "last_ts", "committed", "stored", "last_tick")
+
+    def __init__(self, committed: int = 0, stored: bool = False, skip: int = 0) -> None:
+        self.batch: list[dict] = []
+        self.uniform = True      # every pending row has the sink's first row's keys
+        self.skip = skip         # events still to skip while replaying (already in the table)
+        self.last_ts: int | None = None  # timestamp of the newest pending event
+        self.committed = committed  # rows of this part in the table for this run (as the progress row says)
+        self.stored = stored     # the progress row exists
+        self.last_tick: int | None = None
+
+
 class DbSink(PicklesAsDescription, EventSink):
     """Inserts one row per event into a table, ``batch_size`` rows per transaction.
 
     A failed batch is rolled back as a whole and raises :class:`doge_dist.SinkError` with the
     counts; earlier batches stay committed. ``close()`` flushes the last batch. Made by
     :meth:`DbSinkFactory.create`.
+
+    In a run with a progress table (the default) rows are batched per part of the population, and
+    every batch commits together with its part's progress row; ``checkpoint_positions()`` commits
+    what is pending and records each part's count, ``resume(positions)`` skips, per part, the events
+    committed since then while the shard replays. Without a progress table the sink has no
+    ``resume``: it is at-least-once after a recovery.
     """
 
     def __init__(self, factory: DbSinkFactory, table_name: str, row_mapper_function: RowMapper,
                  batch_size: int = 1000, create_table: TableCreator = None, *,
-                 schema: str | None = None) -> None:
+                 schema: str | None = None, progress_key: str | None = None) -> None:
         self.factory = factory
         self.table_name = table_name
         self.schema = schema
@@ -286,21 +345,138 @@ class DbSink(PicklesAsDescription, EventSink):
         self.batch_size = batch_size
         self.create_table = create_table
         self.name = f"db:{table_name}"
+        self.progress_key = progress_key or _where(table_name, schema)
         self._reset()
 
     def _reset(self) -> None:
         self._table: Any = None  # the reflected table, once checked in this process
+        self._progress: Any = None  # the progress table, once checked in this process
         self._column_set: frozenset[str] = frozenset()
         self._acquired = False
         self.begin_run()
 
     def begin_run(self) -> None:
         """Counts start at zero for each run (a second ``start()`` reports only its own rows)."""
-        self._batch: list[dict] = []
+        self._parts: dict[int | None, _Part] = {}
+        self._part: int | None = None
+        self._current = self._parts[None] = _Part()  # events before any select_part (outside a run)
+        self._load(self._current)
         self._keys: Any = None  # key view of the first row: rows with the same keys skip the check
-        self._uniform = True  # every row of the pending batch has the first row's keys
         self._delivered = 0
         self._failed = 0
+        self._skipped = 0  # replayed events that were already in the table
+
+    # -- parts and progress ----------------------------------------------------------------------
+
+    @property
+    def uses_parts(self) -> bool:
+        """With a progress table, the engine tells the sink each event's part (``select_part``)."""
+        return self.factory.progress_table is not None
+
+    @property
+    def resume(self) -> Callable[[dict[str, Any]], None] | None:
+        """``resume(positions)`` with a progress table; None without (at-least-once after a recovery)."""
+        return self._resume if self.factory.progress_table is not None else None
+
+    def _load(self, part: _Part) -> None:
+        """Make ``part`` the current one: the per-event path reads these attributes."""
+        self._batch = part.batch
+        self._uniform = part.uniform
+        self._skip = part.skip
+        self._last_ts = part.last_ts
+
+    def _save(self) -> None:
+        part = self._current
+        part.batch, part.uniform = self._batch, self._uniform
+        part.skip, part.last_ts = self._skip, self._last_ts
+
+    def select_part(self, part: int) -> None:
+        """The events that follow belong to ``part`` (the engine calls this; each part has its batch)."""
+        if part == self._part:
+            return
+        self._save()
+        state = self._parts.get(part)
+        if state is None:
+            state = self._parts[part] = _Part()
+        self._current, self._part = state, part
+        self._load(state)
+
+    def _owned_parts(self) -> list[int]:
+        shard = current_shard()
+        return list(range(shard.first_part, shard.stop_part))
+
+    def checkpoint_positions(self) -> dict[str, dict[str, Any]]:
+        """At a checkpoint: commit every pending batch and return each part's committed count
+        (``{"part:<p>": {"committed": n, "last_tick": t}}``; ``{}`` without a progress table)."""
+        for part in sorted((p for p in self._parts if p is not None), key=int) + [None]:
+            if part is None:
+                self._save()
+                state = self._parts[None]
+                if state.batch:  # rows collected outside any part (not in a run with parts)
+                    self._current, self._part = state, None
+                    self._load(state)
+                    self._flush()
+                continue
+            self.select_part(part)
+            if self._batch:
+                self._flush()
+        if self.factory.progress_table is None:
+            return {}
+        out = {}
+        for part in self._owned_parts():
+            state = self._parts.get(part) or _Part()
+            out[f"part:{part}"] = {"committed": state.committed, "last_tick": state.last_tick,
+                                   "sink": self.progress_key}
+        return out
+
+    def _resume(self, positions: dict[str, dict[str, Any]]) -> None:
+        """Go on from a checkpoint (``{}``: from the start of this run): read this run's progress rows
+        and skip, per part, the events committed since the checkpoint as the shard replays them."""
+        self.begin_run()
+        run_id = current_shard().run_id
+        if not run_id:
+            return
+        parts = self._owned_parts()
+        self._open_table()
+        import sqlalchemy as sa
+
+        factory = self.factory
+        try:
+            with factory.engine().connect() as conn:
+                now = read_committed(conn, self._progress, run_id, self.progress_key, parts)
+        except sa.exc.DBAPIError as exc:
+            raise SinkError(f"{self.name}: cannot read the progress table {factory.progress_table} at "
+                            f"{factory.masked_url}: {factory.describe_failure(exc)}", sink=self.name) from exc
+        for part in parts:
+            record = positions.get(f"part:{part}") or {}
+            at = int(record.get("committed", 0))
+            committed = now.get(part)
+            if (committed or 0) < at:
+                raise SinkError(
+                    f"{self.name}: cannot resume part {part}: the checkpoint recorded {at} committed rows "
+                    f"but the progress table {factory.progress_table} has {committed or 0} for run "
+                    f"{run_id}; the table or the progress table was changed since (or this is another "
+                    "database)",
+                    sink=self.name)
+            state = self._parts[part] = _Part(committed or 0, committed is not None, (committed or 0) - at)
+            state.last_tick = record.get("last_tick")
+
+    def _batch_progress(self, rows: int) -> BatchProgress | None:
+        """What the batch of the current part does to its progress row (None: no progress kept)."""
+        if self.factory.progress_table is None:
+            return None
+        shard = current_shard()
+        if not shard.run_id:
+            return None  # collect() called outside a run: plain batches
+        if self._progress is None:
+            self._open_table()
+        part = self._part if self._part is not None else shard.first_part
+        state = self._current
+        last_tick = None
+        if self._last_ts is not None:
+            last_tick = (self._last_ts - shard.timestamp_start) // max(shard.tick_ms, 1)
+        return BatchProgress(self._progress, shard.run_id, self.progress_key, part, state.committed,
+                             state.committed + rows, last_tick, state.stored)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -314,7 +490,8 @@ class DbSink(PicklesAsDescription, EventSink):
     # ------------------------------------------------------------------ the table
 
     def prepare(self) -> None:
-        """Check the table on the driver, before any subject exists; create it if ``create_table=``.
+        """Check the table on the driver, before any subject exists; create it if ``create_table=``;
+        create the progress table when it is missing.
 
         One short connection (closed again). Raises ``ModelError`` naming a missing table and
         ``ConnectionError`` naming the URL (password masked) when the database cannot be reached.
@@ -327,7 +504,7 @@ class DbSink(PicklesAsDescription, EventSink):
         guard: Watchdog | None = None
         try:
             with engine.connect() as conn:
-                guard = Watchdog(conn, factory.watchdog_s(4))
+                guard = Watchdog(conn, factory.watchdog_s(8))
                 try:
                     self._load_table(conn)
                 finally:
@@ -348,10 +525,13 @@ class DbSink(PicklesAsDescription, EventSink):
             if not self._acquired:
                 factory._acquire()
                 self._acquired = True
+            progress = factory.progress_table is not None and bool(current_shard().run_id)
+            if self._table is not None and (self._progress is not None or not progress):
+                return
             with factory.engine().connect() as conn:
-                guard = Watchdog(conn, factory.watchdog_s(4))
+                guard = Watchdog(conn, factory.watchdog_s(8))
                 try:
-                    self._load_table(conn)
+                    self._load_table(conn, progress=progress)
                 finally:
                     guard.cancel()
         except sa.exc.DBAPIError as exc:
@@ -359,7 +539,9 @@ class DbSink(PicklesAsDescription, EventSink):
                             f"{factory.describe_failure(exc, guard)}", sink=self.name,
                             delivered=self._delivered, failed=self._failed) from exc
 
-    def _load_table(self, conn: Connection) -> None:
+    def _load_table(self, conn: Connection, *, progress: bool = True) -> None:
+        """Reflect the table (creating it with ``create_table=``) and, with ``progress``, the progress
+        table (created when missing)."""
         import sqlalchemy as sa
 
         where = _where(self.table_name, self.schema)
@@ -380,6 +562,19 @@ class DbSink(PicklesAsDescription, EventSink):
         conn.rollback()
         self._table = table
         self._column_set = frozenset(table.c.keys())
+        name = self.factory.progress_table
+        if progress and name is not None and self._progress is None:
+            try:
+                self._progress = load_progress_table(conn, name, self.schema)
+            except ValueError as exc:
+                raise ModelError(f"{self.name}: {exc}") from None
+            except sa.exc.DBAPIError as exc:
+                if exc.connection_invalidated:
+                    raise
+                raise ModelError(
+                    f"{self.name}: cannot create the progress table {_where(name, self.schema)} "
+                    f"({self.factory.connection_error(exc)}); create it yourself or pass progress_table=None "
+                    "to DbSinkFactory (the sink is then at-least-once after a recovery)") from exc
 
     def _create(self, conn: Connection) -> None:
         import sqlalchemy as sa
@@ -395,11 +590,16 @@ class DbSink(PicklesAsDescription, EventSink):
     # ------------------------------------------------------------------ collect
 
     def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
+        if self._skip:  # replaying events a lost worker already committed
+            self._skip -= 1
+            self._skipped += 1
+            return
         row = self.row_mapper_function(timestamp, subject, transition)
         if type(row) is not dict or row.keys() != self._keys:
             self._check_row(row)
         batch = self._batch
         batch.append(row)
+        self._last_ts = timestamp
         if len(batch) >= self.batch_size:
             self._flush()
 
@@ -422,13 +622,25 @@ class DbSink(PicklesAsDescription, EventSink):
             self._uniform = False
 
     def stats(self) -> dict[str, int]:
-        return {"delivered": self._delivered, "failed": self._failed}
+        """Rows this process inserted in this run, rows that failed, and (after a recovery or resume)
+        ``skipped``: replayed events whose rows were already in the table."""
+        stats = {"delivered": self._delivered, "failed": self._failed}
+        if self._skipped:
+            stats["skipped"] = self._skipped
+        return stats
 
     def close(self) -> None:
-        """Insert the last batch and release the connection pool. Idempotent."""
+        """Insert every part's last batch and release the connection pool. Idempotent."""
         try:
-            if self._batch:
-                self._flush()
+            self._save()
+            for part, state in list(self._parts.items()):
+                if state.batch:
+                    if part is None:
+                        self._current, self._part = state, None
+                        self._load(state)
+                    else:
+                        self.select_part(part)
+                    self._flush()
         finally:
             if self._acquired:
                 self._acquired = False
@@ -437,22 +649,35 @@ class DbSink(PicklesAsDescription, EventSink):
     # ------------------------------------------------------------------ writing
 
     def _flush(self) -> None:
-        rows, self._batch = self._batch, []
-        uniform, self._uniform = self._uniform, True
+        rows = self._batch
+        self._batch = self._current.batch = []
+        uniform = self._uniform
+        self._uniform = True
         factory = self.factory
         groups = [(tuple(self._keys), rows)] if uniform else _group_by_keys(rows)
         guards: list[Watchdog] = []
         retried = ""
+        progress: BatchProgress | None = None
         try:
             if not self._acquired:
                 factory._acquire()
                 self._acquired = True
+            progress = self._batch_progress(len(rows))
             try:
-                self._write(groups, guards)
+                self._write(groups, guards, progress)
             except _Disconnected:
                 factory.engine().dispose()  # every pooled connection may be dead (a restart)
                 retried = " (retried once on a new connection after the first one was dropped)"
-                self._write(groups, guards)
+                self._write(groups, guards, progress)
+            except _CommitLost:
+                if progress is None or not self._commit_did_not_happen(progress):
+                    raise
+                factory.engine().dispose()
+                retried = (" (retried once on a new connection: the progress row showed that the COMMIT "
+                           "lost with the first one did not happen)")
+                self._write(groups, guards, progress)
+        except _CommittedAfterAll:
+            pass
         except BaseException as exc:
             self._failed += len(rows)
             if not isinstance(exc, Exception):
@@ -466,21 +691,50 @@ class DbSink(PicklesAsDescription, EventSink):
                 f"{type(cause).__name__}: {factory.describe_failure(cause, guards[-1] if guards else None)}",
                 sink=self.name, delivered=self._delivered, failed=self._failed) from cause
         self._delivered += len(rows)
+        if progress is not None:
+            state = self._current
+            state.committed, state.stored, state.last_tick = progress.new, True, progress.last_tick
 
-    def _write(self, groups: list[tuple[tuple[str, ...], list[dict]]], guards: list[Watchdog]) -> None:
-        """One transaction for the batch; ``_Disconnected`` when the connection died before COMMIT."""
+    def _commit_did_not_happen(self, progress: BatchProgress) -> bool:
+        """After a COMMIT lost with its connection: read the progress row on a new connection. True when
+        it still says ``old`` (the batch was not stored: write it again); ``_CommittedAfterAll`` when it
+        says ``new``; False when it cannot be read or says something else (the batch counts as failed)."""
+        import sqlalchemy as sa
+
+        factory = self.factory
+        try:
+            factory.engine().dispose()
+            with factory.engine().connect() as conn:
+                guard = Watchdog(conn, factory.watchdog_s(2))
+                try:
+                    value = committed_now(conn, progress)
+                finally:
+                    guard.cancel()
+        except sa.exc.DBAPIError:
+            return False
+        if value == progress.new:
+            raise _CommittedAfterAll()
+        return value == (progress.old if progress.stored else None)
+
+    def _write(self, groups: list[tuple[tuple[str, ...], list[dict]]], guards: list[Watchdog],
+               progress: BatchProgress | None = None) -> None:
+        """One transaction for the batch (and its progress row); ``_Disconnected`` when the connection
+        died before COMMIT, ``_CommitLost`` when it died during COMMIT."""
         factory = self.factory
         with factory.engine().connect() as conn:
-            guard = Watchdog(conn, factory.watchdog_s(len(groups) + 2))  # statements, COMMIT, a grace
+            statements = len(groups) + (1 if progress is not None else 0)
+            guard = Watchdog(conn, factory.watchdog_s(statements + 2))  # statements, COMMIT, a grace
             guards.append(guard)
             try:
                 transaction = conn.begin()
                 try:
                     if factory.use_copy:
-                        self._copy(conn, groups)
+                        self._copy(conn, groups, progress)
                     else:
                         for _, group in groups:
                             conn.execute(self._table.insert(), group)
+                        if progress is not None:
+                            record_batch(conn, progress)
                 except Exception as exc:
                     if not guard.fired and _is_disconnect(conn, exc):
                         conn.invalidate(exc)  # never back into the pool; the server rolled it back
@@ -491,12 +745,13 @@ class DbSink(PicklesAsDescription, EventSink):
                     transaction.commit()
                 except Exception as exc:
                     if not guard.fired and _is_disconnect(conn, exc):
-                        raise _CommitLost() from exc  # it may or may not have committed: no retry
+                        raise _CommitLost() from exc  # it may or may not have committed
                     raise
             finally:
                 guard.cancel()
 
-    def _copy(self, conn: Connection, groups: list[tuple[tuple[str, ...], list[dict]]]) -> None:
+    def _copy(self, conn: Connection, groups: list[tuple[tuple[str, ...], list[dict]]],
+              progress: BatchProgress | None = None) -> None:
         from psycopg import sql
 
         table = self._table
@@ -524,6 +779,8 @@ class DbSink(PicklesAsDescription, EventSink):
                     else:
                         for row in group:
                             write_row(get(row))
+            if progress is not None:
+                record_batch_psycopg(cursor, progress)
 
 
 def _rollback_quietly(transaction: Any) -> None:

@@ -176,6 +176,14 @@ class KafkaSinkFactory(PicklesAsDescription):
         before it counts as failed; default 30 s.
     :param close_timeout_s: the most ``close()`` waits for outstanding deliveries; default
         ``delivery_timeout_s + 5``.
+    :param transactional: each sink gets a transactional producer of its own, with a stable
+        ``transactional.id`` per (run, topic, shard) (``<transactional_id>.<run id>.<topic>.<shard>``),
+        and commits one transaction per window (and at checkpoints and close); its per-part counts
+        are committed inside the same transactions (consumer group offsets), so a worker that
+        replaces a lost one, or a resumed run, re-sends nothing that was committed. Consumers must
+        read with ``isolation.level=read_committed``. See ``_kafka_txn`` for what each broker honours.
+    :param transactional_id: the prefix of the transactional ids and progress groups (default: the
+        client id).
 
     For doge-datagen's positional form ``KafkaSinkFactory(servers, client_id, buffer_size)``
     an int in the ``conf`` position is taken as ``buffer_size``.
@@ -192,21 +200,30 @@ class KafkaSinkFactory(PicklesAsDescription):
         *,
         delivery_timeout_s: float | None = None,
         close_timeout_s: float | None = None,
+        transactional: bool = False,
+        transactional_id: str | None = None,
     ) -> None:
         owner = type(self).__name__
         if isinstance(conf, int) and not isinstance(conf, bool) and buffer_size is None:
             conf, buffer_size = None, conf  # doge-datagen: (bootstrap_servers, client_id, buffer_size)
         self._apply(resolve_producer_settings(owner, bootstrap_servers, client_id, conf, buffer_size,
-                                              delivery_timeout_s, close_timeout_s))
+                                              delivery_timeout_s, close_timeout_s),
+                    transactional, transactional_id, owner)
 
     @classmethod
-    def from_settings(cls, settings: ProducerSettings) -> KafkaSinkFactory:
+    def from_settings(cls, settings: ProducerSettings, transactional: bool = False,
+                      transactional_id: str | None = None, owner: str | None = None) -> KafkaSinkFactory:
         """A factory for settings already checked (by ``resolve_producer_settings``)."""
         factory = cls.__new__(cls)
-        factory._apply(settings)
+        factory._apply(settings, transactional, transactional_id, owner or cls.__name__)
         return factory
 
-    def _apply(self, settings: ProducerSettings) -> None:
+    def _apply(self, settings: ProducerSettings, transactional: bool = False,
+               transactional_id: str | None = None, owner: str = "KafkaSinkFactory") -> None:
+        from ._kafka_txn import check_transactional
+
+        self.transactional, self.transactional_id = check_transactional(
+            owner, settings, transactional, transactional_id)
         self.bootstrap_servers = settings.bootstrap_servers
         self.client_id = settings.client_id
         self.buffer_size = settings.buffer_size
@@ -243,6 +260,11 @@ class KafkaSinkFactory(PicklesAsDescription):
         ``timestamp_start`` to a real epoch-ms value (e.g. ``int(time.time() * 1000)``); each sink
         logs one WARNING (logger ``"doge_dist"``) the first time it produces a timestamp <= 0.
         """
+        if self.transactional:
+            from ._kafka_txn import TransactionalKafkaSink
+
+            return TransactionalKafkaSink(self, topic, key_function, value_function, key_serializer,
+                                          value_serializer)
         return KafkaSink(self, topic, key_function, value_function, key_serializer, value_serializer)
 
     # -- process-local producer -------------------------------------------------------------
@@ -262,7 +284,9 @@ class KafkaSinkFactory(PicklesAsDescription):
             handle.shutdown()
 
     def __repr__(self) -> str:
-        return f"KafkaSinkFactory(bootstrap_servers={self.bootstrap_servers!r}, client_id={self.client_id!r})"
+        extra = ", transactional=True" if self.transactional else ""
+        return (f"KafkaSinkFactory(bootstrap_servers={self.bootstrap_servers!r}, client_id={self.client_id!r}"
+                f"{extra})")
 
 
 # --------------------------------------------------------------------------- sink
@@ -330,7 +354,7 @@ class KafkaSink(PicklesAsDescription, EventSink):
 
         key_ser = _open_serializer(self.key_serializer, StringSerializer)
         value_ser = _open_serializer(self.value_serializer, StringSerializer)
-        handle, failure = _call(self.factory._acquire)
+        handle, failure = _call(self._acquire_handle)
         if failure is not None:  # e.g. a certificate file that exists on the driver but not here
             raise self._error(f"cannot open the producer: {failure.reason}") from failure.cause
         self._handle = handle
@@ -344,6 +368,13 @@ class KafkaSink(PicklesAsDescription, EventSink):
         self._since_poll = 0
         self._poll_due = _monotonic() + POLL_INTERVAL_S
         self._dr = self._on_delivery
+
+    def _acquire_handle(self) -> _ProducerHandle:
+        """This process's producer of the factory, shared with its other sinks."""
+        return self.factory._acquire()
+
+    def _release_handle(self, handle: _ProducerHandle) -> None:
+        self.factory._release(handle)  # the last sink purges what is left: it stays undelivered
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is None:
@@ -520,7 +551,7 @@ class KafkaSink(PicklesAsDescription, EventSink):
             handle.flush_timed_out = timed_out = True
         self._handle = None
         self._producer = self._produce = self._dr = None
-        self.factory._release(handle)  # the last sink purges what is left: it stays undelivered
+        self._release_handle(handle)
         if failure is None and not self._failed and self._produced <= self._delivered:
             return
         if handle.fatal is not None:
@@ -534,6 +565,21 @@ class KafkaSink(PicklesAsDescription, EventSink):
         else:
             reason = "delivery failed"
         raise self._error(reason) from (failure.cause if failure is not None else None)
+
+    def checkpoint_positions(self) -> dict[str, Any]:
+        """At a checkpoint: wait (at most ``close_timeout_s``) until every message produced so far is
+        delivered, so that a replay from this checkpoint never has to send them again; ``SinkError``
+        when some failed or are still undelivered. This sink records no position (it has no ``resume``:
+        after a recovery it re-sends the events since the checkpoint, counted as possible duplicates)."""
+        if self._producer is None:
+            return {}
+        self.flush()
+        undelivered = self._produced - self._delivered - self._failed
+        if self._failed or undelivered:
+            reason = (f"not all messages delivered within {self.factory.close_timeout_s:g} s" if undelivered
+                      else "delivery failed")
+            raise self._error(f"{reason} at a checkpoint")
+        return {}
 
     def stats(self) -> dict[str, int]:
         """Counts of this run in this process: produced, delivered, failed, undelivered."""

@@ -184,6 +184,8 @@ class KafkaAvroSinkFactory(PicklesAsDescription):
         that accepts connections but never answers fails the run with a ``SinkError`` after
         ``max.retries`` + 1 attempts.
     :param serializer_conf: ``AvroSerializer`` settings, e.g. ``{"auto.register.schemas": False}``.
+    :param transactional, transactional_id: as for ``KafkaSinkFactory``: transactions per window, exactly
+        once across recoveries and resumed runs for ``read_committed`` consumers.
     """
 
     _DESCRIPTION = ("_token",)  # copies of a factory share its registry client in one process
@@ -200,12 +202,15 @@ class KafkaAvroSinkFactory(PicklesAsDescription):
         serializer_conf: Mapping[str, Any] | None = None,
         delivery_timeout_s: float | None = None,
         close_timeout_s: float | None = None,
+        transactional: bool = False,
+        transactional_id: str | None = None,
     ) -> None:
         owner = type(self).__name__
         if isinstance(conf, int) and not isinstance(conf, bool) and buffer_size is None:
             conf, buffer_size = None, conf  # doge-datagen: (servers, registry_url, client_id, buffer_size)
         self.kafka = KafkaSinkFactory.from_settings(resolve_producer_settings(
-            owner, bootstrap_servers, client_id, conf, buffer_size, delivery_timeout_s, close_timeout_s))
+            owner, bootstrap_servers, client_id, conf, buffer_size, delivery_timeout_s, close_timeout_s),
+            transactional, transactional_id, owner)
         if registry_conf is not None and not isinstance(registry_conf, Mapping):
             raise ModelError(f"{owner}: registry_conf must be a dict, got {type(registry_conf).__name__}")
         registry_conf = dict(registry_conf or {})

@@ -28,11 +28,11 @@ SINK_KEYS: dict[str, tuple[str, ...]] = {
     "print": _COMMON,
     "jsonl": _COMMON + ("path", "parts", "compress"),
     "csv": _COMMON + ("path", "parts", "compress"),
-    "kafka": _COMMON + ("topic", "bootstrap_servers", "client_id", "conf", "key_field"),
+    "kafka": _COMMON + ("topic", "bootstrap_servers", "client_id", "conf", "key_field", "transactional"),
     "kafka-avro": _COMMON + ("topic", "bootstrap_servers", "schema_registry_url", "client_id", "conf",
-                             "registry_conf", "key_field", "value_schema"),
-    "postgres": _COMMON + ("url", "table", "batch_size", "create"),
-    "sql": _COMMON + ("url", "table", "batch_size", "create"),
+                             "registry_conf", "key_field", "value_schema", "transactional"),
+    "postgres": _COMMON + ("url", "table", "batch_size", "create", "progress_table"),
+    "sql": _COMMON + ("url", "table", "batch_size", "create", "progress_table"),
 }
 SINK_TYPES = tuple(SINK_KEYS)
 
@@ -209,10 +209,13 @@ def _kafka(data: dict, kind: str, record: Any, for_model: bool, base_dir: Path) 
     client_id = data.get("client_id")
     conf = _optional_mapping(data, "conf")
     key_function = _key_function(data, for_model)
+    transactional = data.get("transactional", False)
+    if not isinstance(transactional, bool):
+        raise SinkSpecError(f"transactional must be true or false, got {transactional!r}", "transactional")
     if kind == "kafka":
         from ._kafka import KafkaSinkFactory
 
-        factory = KafkaSinkFactory(servers, client_id, conf)
+        factory = KafkaSinkFactory(servers, client_id, conf, transactional=transactional)
         return factory.create(topic, key_function, JsonRecordValue(record or default_row))
     from ._kafka_avro import KafkaAvroSinkFactory
 
@@ -231,12 +234,13 @@ def _kafka(data: dict, kind: str, record: Any, for_model: bool, base_dir: Path) 
             raise SinkSpecError(f"cannot read value_schema {schema_path}: {exc.strerror or exc}",
                                 "value_schema") from None
     factory = KafkaAvroSinkFactory(servers, data.get("schema_registry_url"), client_id, conf,
-                                   registry_conf=_optional_mapping(data, "registry_conf"))
+                                   registry_conf=_optional_mapping(data, "registry_conf"),
+                                   transactional=transactional)
     return factory.create(topic, key_function, MODEL_KEY_SCHEMA, record or default_row, value_schema)
 
 
 def _sql(data: dict, kind: str, record: Any, for_model: bool) -> EventSink:
-    from ._db import DbSinkFactory
+    from ._db import DEFAULT_PROGRESS_TABLE, DbSinkFactory
     from ._files import default_row
 
     url = _required_text(data, "url", kind)
@@ -250,7 +254,11 @@ def _sql(data: dict, kind: str, record: Any, for_model: bool) -> EventSink:
     if create and not for_model:
         raise SinkSpecError("create: true needs a YAML model (a Python model's columns are not known); "
                             "create the table yourself", "create")
-    factory = DbSinkFactory(url)
+    progress_table = data.get("progress_table", DEFAULT_PROGRESS_TABLE)
+    if progress_table is not None and (not isinstance(progress_table, str) or not progress_table.strip()):
+        raise SinkSpecError(f"progress_table must be a table name, or null for none (at-least-once after a "
+                            f"recovery), got {progress_table!r}", "progress_table")
+    factory = DbSinkFactory(url, progress_table=progress_table)
     # the table is checked (and created when missing) by the sink's prepare(), before the run
     return factory.create(table, record or default_row, batch_size,
                           create_table=model_table(table) if create else None)
