@@ -226,8 +226,6 @@ class Remember(EventSink):
         self.seen.append((timestamp, subject.id, transition.trigger))
 
 
-@pytest.mark.xfail(strict=True, reason="run/: a run resumed after a failed run does not report the events "
-                   "that sinks without resume() send again as possible_duplicates (only a Ray recovery does)")
 def test_a_resume_after_a_failed_run_reports_possible_duplicates_of_sinks_without_resume(tmp_path):
     sink = Remember()
     with pytest.raises(SimulationError):
@@ -240,9 +238,6 @@ def test_a_resume_after_a_failed_run_reports_possible_duplicates_of_sinks_withou
     assert rest.possible_duplicates.get("remember", 0) >= sent_twice
 
 
-@pytest.mark.xfail(strict=True, reason="run/: a checkpoint whose snapshot was written but not yet reported "
-                   "when the run failed in the next window is never completed (ShardWorker.finish polls the "
-                   "writer and drops what it finished): the failed run leaves no checkpoint to resume")
 def test_a_run_failing_in_the_window_after_a_checkpoint_still_leaves_that_checkpoint(tmp_path):
     with pytest.raises(SimulationError) as info:
         build(file_sinks(tmp_path / "run"), ticks=400, spend=Spend(fail_at=3000)).start(

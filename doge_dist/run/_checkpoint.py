@@ -178,8 +178,8 @@ class _Pending:
 class SnapshotWriter:
     """Writes a shard's snapshots: in a forked child when the platform allows (the shard pauses only
     for the fork and goes on; the child takes the snapshot of the state as it was, copy-on-write, and
-    writes it), else inline. At most one writer per shard is in flight: a periodic checkpoint that
-    comes while the previous one is still being written is skipped (``skipped`` counts them), so
+    writes it), else inline. At most one writer per shard is in flight: a checkpoint that comes while
+    the previous one is still being written waits for it (``waited_s`` adds up those waits), so
     writers never pile up on the cores or in memory (each child's pages are copied as it reads them)."""
 
     def __init__(self, url: str, shard: int) -> None:
@@ -187,19 +187,19 @@ class SnapshotWriter:
         self.shard = shard
         self.pending: list[_Pending] = []
         self.finished: list[dict[str, Any]] = []
-        self.skipped = 0
+        self.waited_s = 0.0
 
     def start(self, tick: int, take: Callable[[], ShardSnapshot], positions: dict[str, Any], *,
               inline: bool = False, extra: dict[str, Any] | None = None) -> bool:
-        """Write the snapshot ``take()`` makes for ``tick``; False when skipped (a writer is in flight)."""
+        """Write the snapshot ``take()`` makes for ``tick`` (after the writer still in flight, if any)."""
+        if self.pending:
+            started = time.perf_counter()
+            done = self.poll(wait=True)  # poll() hands over (and clears) what finished
+            self.finished.extend(done)  # ... kept for the next report
+            self.waited_s += time.perf_counter() - started
         if inline or not hasattr(os, "fork"):
-            self.poll(wait=True)  # the final checkpoint: after any writer still in flight
             self._inline(tick, take(), positions, extra)
             return True
-        self.poll()
-        if self.pending:
-            self.skipped += 1
-            return False
         import warnings
 
         with warnings.catch_warnings():
@@ -299,6 +299,15 @@ def write_manifest(store: Store, tick: int, data: dict[str, Any], *, keep: int =
 def write_run_status(store: Store, data: dict[str, Any]) -> None:
     store.write("RUN.json", json.dumps({"written_at": _now(), **data}, indent=1,
                                                            default=_json_default).encode())
+
+
+def read_run_status(manifest: Manifest) -> dict[str, Any]:
+    """RUN.json of the folder ``manifest`` belongs to ({} when there is none or it cannot be read)."""
+    store = Store(manifest.url)
+    try:
+        return json.loads(store.read("RUN.json")) if store.exists("RUN.json") else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def load_manifest(url: str) -> Manifest:

@@ -102,15 +102,23 @@ def _checkpoint_log(plan: RunPlan) -> CheckpointLog | None:
 
 
 def _finish_log(log: CheckpointLog, plan: RunPlan, status: str, ticks_done: int,
-                failure: BaseException | None) -> None:
-    """Say in RUN.json how the run ended and which checkpoint finishes it with ``--resume``."""
+                failure: BaseException | None, events_by_sink: dict[str, int]) -> None:
+    """Say in RUN.json how the run ended, which checkpoint finishes it with ``--resume``, and how many
+    events each sink got (a resume after a failure sends those after the checkpoint again)."""
     try:
         write_run_status(log.store, {
             "run_id": plan.run_id, "status": status, "first_tick": plan.start_tick,
-                "ticks_reached": ticks_done,
-            "latest_checkpoint": log.latest, "error": None if failure is None else repr(failure)[:2000]})
+            "ticks_reached": ticks_done, "latest_checkpoint": log.latest,
+            "error": None if failure is None else repr(failure)[:2000], "events_by_sink": events_by_sink})
     except OSError as exc:  # pragma: no cover - the run's own outcome matters more
         LOGGER.warning("could not write %s: %s", log.store.path("RUN.json"), exc)
+
+
+def _resume_notes(plan: RunPlan) -> list[str]:
+    if not plan.resent_on_resume:
+        return []
+    return [f"resumed from tick {plan.start_tick}, which the run before had gone past: sinks without "
+            f"resume() got these events again: {plan.resent_on_resume}"]
 
 
 def drive(plan: RunPlan, backend: Backend, controls: RunControls) -> RunResult:
@@ -235,7 +243,11 @@ def drive(plan: RunPlan, backend: Backend, controls: RunControls) -> RunResult:
             log.complete_from_store()  # snapshots written but never reported (a failed window's)
         except (OSError, ValueError) as exc:  # pragma: no cover - the run's own outcome matters more
             LOGGER.warning("could not complete the checkpoints in %s: %s", log.store.url, exc)
-        _finish_log(log, plan, status, ticks_done, failure)
+    if failure is not None:  # how far the shards got (a failed window's tick counts)
+        ticks_done = max([ticks_done, *(s.ticks for s in shard_results)])
+    if log is not None:
+        _finish_log(log, plan, status, ticks_done, failure,
+                    add_counts([s.events_by_sink for s in shard_results]))
     result = merge_shards(
         shard_results, subjects=plan.subjects, ticks=ticks_done - plan.start_tick,
         elapsed_s=time.perf_counter() - started, workers=len(plan.layouts), window=window,
@@ -244,8 +256,8 @@ def drive(plan: RunPlan, backend: Backend, controls: RunControls) -> RunResult:
         checkpoint=None if log is None else {"dir": plan.checkpoint_url, "latest_tick": log.latest,
                                              "written": log.completed},
         restarts=getattr(backend, "restarts_total", 0),
-        possible_duplicates=dict(getattr(backend, "possible_duplicates", {})),
-        notes=list(getattr(backend, "notes", [])),
+        possible_duplicates=add_counts([plan.resent_on_resume, getattr(backend, "possible_duplicates", {})]),
+        notes=list(getattr(backend, "notes", [])) + _resume_notes(plan),
     )
     if failure is not None:
         try:

@@ -66,6 +66,7 @@ class RunPlan:
     checkpoint_keep: int = 2              # complete checkpoints kept (0: all)
     resume: Manifest | None = None        # the checkpoint this run continues
     max_restarts: int = 0                 # replacements allowed per shard when its worker is lost
+    resent_on_resume: dict[str, int] = field(default_factory=dict)  # by sink: events sent again
     fingerprint: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -139,7 +140,33 @@ class RunPlan:
             checkpoint_url=checkpoint_dir, checkpoint_every=checkpoint_every, checkpoint_keep=checkpoint_keep,
             resume=resume,
             max_restarts=max_restarts, fingerprint=fingerprint,
+            resent_on_resume=resent_on_resume(resume, model) if resume is not None else {},
         )
+
+
+def resent_on_resume(manifest: Manifest, model: CompiledModel) -> dict[str, int]:
+    """Events a resumed run sends again to sinks that cannot put themselves back (no ``resume``): when
+    the run that wrote the checkpoint went on past it and then failed, what it sent after it."""
+    from ._checkpoint import read_run_status
+
+    status = read_run_status(manifest)
+    if not status or status.get("run_id") != manifest.data.get("run_id"):
+        return {}
+    if int(status.get("ticks_reached") or 0) <= manifest.tick:
+        return {}
+    sent = status.get("events_by_sink") or {}
+    at_checkpoint: dict[str, int] = {}
+    for counts in (manifest.data.get("events_by_sink_by_shard") or {}).values():
+        for name, value in counts.items():
+            at_checkpoint[name] = at_checkpoint.get(name, 0) + int(value)
+    out = {}
+    for sink, name in zip(model.sinks, model.sink_names):
+        if callable(getattr(sink, "resume", None)) or name not in sent:
+            continue
+        again = int(sent[name]) - at_checkpoint.get(name, 0)
+        if again > 0:
+            out[name] = again
+    return out
 
 
 #: fingerprint components a resumed run may change: its length and where its events go

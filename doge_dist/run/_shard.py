@@ -199,9 +199,8 @@ class ShardWorker:
                 positions[name] = take()
         stats = {name: numbers for sink, name in zip(model.sinks, model.sink_names)
                  if (numbers := sink_stats(sink)) is not None}
-        if not self.writer.start(tick, self.engine.snapshot, positions, inline=inline,
-                                 extra={"sink_stats": self._add_base(stats)}):
-            return  # the previous checkpoint is still being written: this one is skipped
+        self.writer.start(tick, self.engine.snapshot, positions, inline=inline,
+                          extra={"sink_stats": self._add_base(stats)})
         self.last_checkpoint = tick
         arrivals = self.engine.arrivals
         self._checkpoint = {"tick": tick, "shard": self.layout.index, "positions": positions,
@@ -292,8 +291,9 @@ class ShardWorker:
             _py_random.setstate(self._saved_random)
         engine = self.engine
         events, vetoed = engine.counts_by_trigger()
+        reached = max(ticks_done, engine.ticks_done, engine._tick_now + 1)  # a failed window: its tick
         self._closed = ShardResult(
-            shard=self.info.index, start=self.info.start, stop=self.info.stop, ticks=ticks_done,
+            shard=self.info.index, start=self.info.start, stop=self.info.stop, ticks=reached,
             total_events=engine.total_events(), total_vetoed=int(engine.vetoed.sum()),
             events_by_trigger=events, vetoed_by_trigger=vetoed,
             events_by_sink=engine.counts_by_sink(), sink_stats=stats,
