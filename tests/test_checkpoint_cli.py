@@ -121,7 +121,9 @@ def test_checkpoint_then_resume_writes_the_files_of_one_long_run(tmp_path):
     assert report["dir"] == str(ck) and report["latest_tick"] == 300 and report["every"] == 100
     ticks = [w["tick"] for w in report["written"]]  # a writer finishing late is superseded by a newer one
     assert ticks[-1] == 300 and set(ticks) <= {100, 200, 300}
-    assert sorted(p.name for p in ck.iterdir()) == ["LATEST.json", "RUN.json", tick_dir(200), tick_dir(300)]
+    # the latest two checkpoints, and the folders the latest is rebuilt from (a full snapshot and deltas)
+    folders = sorted(tick_dir(t) for t in {200, 300} | chain_ticks(ck, 300))
+    assert sorted(p.name for p in ck.iterdir()) == ["LATEST.json", "RUN.json", *folders]
     assert json.loads((ck / "RUN.json").read_text())["status"] == "completed"
 
     # the command the summary prints continues the run: ticks 300..599, appended to the same part files
@@ -346,6 +348,12 @@ def test_a_folder_is_one_lineage(tmp_path):
     assert into_itself.returncode == 0, into_itself.stderr
 
 
+def chain_ticks(ck: Path, tick: int) -> set[int]:
+    """The ticks of the folders checkpoint ``tick`` is rebuilt from (its manifest's chains)."""
+    manifest = json.loads((ck / tick_dir(tick) / "MANIFEST.json").read_text())
+    return {int(t) for chain in manifest["chains"].values() for t in chain}
+
+
 def test_keep_sets_how_many_checkpoints_stay(tmp_path):
     spec = spec_file(tmp_path)
     kept = {}
@@ -355,7 +363,8 @@ def test_keep_sets_how_many_checkpoints_stay(tmp_path):
                    {"OUT": str(tmp_path / keep), "CK": str(ck)})
         assert proc.returncode == 0, proc.stderr
         kept[keep] = Store(str(ck)).ticks()
-    assert kept["1"] == [600]
+    assert kept["1"] == sorted(chain_ticks(tmp_path / "ck-1", 600))  # the latest and what it is rebuilt from
+    assert kept["1"][-1] == 600
     # all: every one that completed (a writer finishing after a newer one's is superseded, so not always 6)
     assert kept["all"][-1] == 600 and len(kept["all"]) > 2 and set(kept["all"]) <= set(range(100, 700, 100))
 

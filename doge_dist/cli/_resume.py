@@ -314,10 +314,15 @@ def checkpoint_lines(plan: CheckpointRun, result: Any, *, status: str, ticks: in
         else:
             text = f"  checkpoint: tick {latest:,} in {plan.dir}"
             last = next((w for w in reversed(written) if w.get("tick") == latest), None)
+            full = next((w for w in reversed(written) if not w.get("delta")), None)
             if last is not None:
-                per = last["bytes"] / last["subjects"] if last.get("subjects") else 0.0
-                text += (f" ({len(written)} written in this run; latest {_size(last['bytes'])}, "
-                         f"{per:,.0f} bytes/subject, written in {last.get('write_s', 0.0):.2f} s)")
+                shape = (f"a delta of {last.get('subjects', 0):,} changed subjects" if last.get("delta")
+                         else "a full snapshot")
+                text += (f" ({len(written)} written in this run; latest {_size(last['bytes'])}, {shape}, "
+                         f"written in {last.get('write_s', 0.0):.2f} s")
+                if full is not None and full.get("subjects"):
+                    text += f"; full snapshots {full['bytes'] / full['subjects']:,.0f} bytes/subject"
+                text += ")"
             lines.append(text)
             if status == "completed" or (status == "stopped" and ticks is None):  # (else: the exit message)
                 command = resume_command(argv, resume=plan.dir, ticks=ticks, env_vars=env_vars)

@@ -61,12 +61,37 @@ class EngineSettings:
 
 @dataclass
 class PartState:
-    """The subjects of one part at a window boundary (sorted by global index)."""
+    """The subjects of one part at a window boundary (sorted by global index); a delta (``since`` set)
+    holds only those that changed since that checkpoint, and ``removed`` those that left since."""
 
     gidx: np.ndarray
     state: np.ndarray
     next_tick: np.ndarray
     subjects: list[Any]
+    removed: np.ndarray | None = None
+    since: int | None = None
+    subject_gidx: np.ndarray | None = None  # a delta: the global indices of ``subjects`` (changed ones)
+
+    @staticmethod
+    def rebuild(chain: list[PartState]) -> PartState:
+        """A part from its full snapshot and the deltas after it, in order."""
+        base = chain[0]
+        gidx, state, next_tick = base.gidx, base.state, base.next_tick
+        subjects = dict(zip(base.gidx.tolist(), base.subjects))
+        for delta in chain[1:]:
+            drop = np.isin(gidx, delta.gidx)
+            if delta.removed is not None and delta.removed.size:
+                drop |= np.isin(gidx, delta.removed)
+                for g in delta.removed.tolist():
+                    subjects.pop(g, None)
+            keep = np.flatnonzero(~drop)
+            merged = np.concatenate((gidx[keep], delta.gidx))
+            order = np.argsort(merged, kind="stable")
+            state = np.concatenate((state[keep], delta.state))[order]
+            next_tick = np.concatenate((next_tick[keep], delta.next_tick))[order]
+            gidx = merged[order]
+            subjects.update(zip(delta.subject_gidx.tolist(), delta.subjects))
+        return PartState(gidx, state, next_tick, [subjects[g] for g in gidx.tolist()])
 
 
 @dataclass
@@ -95,18 +120,26 @@ class _DispatchFailed(Exception):
 
 
 class _Columns:
-    """Per-subject arrays that grow at the end (arrivals) with amortised doubling."""
+    """Per-subject arrays that grow at the end (arrivals) with amortised doubling.
+
+    ``touched`` holds the last tick at which each subject was due or made, ``mutated`` the last tick
+    at which a callback ran for it or it was made (-1: not since the start or the restore), so a
+    checkpoint can store only what changed since the previous one."""
+
+    NAMES = ("keys", "gidx", "state", "next_tick", "touched", "mutated")
 
     def __init__(self, keys: np.ndarray, gidx: np.ndarray, state: np.ndarray, next_tick: np.ndarray) -> None:
         self.n = gidx.size
         self.keys, self.gidx, self.state, self.next_tick = keys, gidx, state, next_tick
+        self.touched = np.full(self.n, -1, dtype=np.int64)
+        self.mutated = np.full(self.n, -1, dtype=np.int64)
 
     def grow(self, extra: int) -> None:
         need = self.n + extra
         if need <= self.gidx.size:
             return
         size = max(need, 2 * self.gidx.size, 1024)
-        for name in ("keys", "gidx", "state", "next_tick"):
+        for name in self.NAMES:
             old = getattr(self, name)
             new = np.empty(size, dtype=old.dtype)
             new[: self.n] = old[: self.n]
@@ -115,7 +148,7 @@ class _Columns:
             setattr(self, name, new)
 
     def compact(self, keep: np.ndarray) -> None:
-        for name in ("keys", "gidx", "state", "next_tick"):
+        for name in self.NAMES:
             setattr(self, name, getattr(self, name)[: self.n][keep].copy())
         self.n = self.gidx.size
 
@@ -161,6 +194,9 @@ class ShardEngine:
         self._dispatch = model.dispatch_table()
         self._reseed = self._make_reseeder()
         self._has_final = bool(model.final.any())
+        self._callback_of_tid = None
+        if model.has_callbacks:
+            self._callback_of_tid = np.array([tr.action_callback is not None for tr in model.transitions])
         self._final_target = model.final[model.to_state] if self._has_final else None
         self._budget: int | None = None
         self._steps: Iterator[None] | None = None
@@ -317,8 +353,10 @@ class ShardEngine:
 
     # -- checkpoints ---------------------------------------------------------------------------
 
-    def snapshot(self) -> ShardSnapshot:
-        """This shard's state at a window boundary, by part: what a checkpoint stores.
+    def snapshot(self, since: int | None = None) -> ShardSnapshot:
+        """This shard's state at a window boundary, by part: what a checkpoint stores. With ``since``
+        (the tick of the previous checkpoint), only the subjects due or made from that tick on, and
+        the global indices of those that left (a delta to apply on top of that checkpoint).
 
         Holds references, not copies: take it in a process that will not change them (a forked
         child writes it while the parent goes on), or write it before the next window.
@@ -326,19 +364,33 @@ class ShardEngine:
         if self._steps is not None:
             raise RuntimeError("a snapshot is taken between windows, not inside one")
         n = self.cols.n
-        gidx, state, next_tick = self.gidx, self.state, self.next_tick
-        alive = np.fromiter((s is not None for s in self.subjects), dtype=bool, count=n) \
-            if self.settings.drop_final and self.dead else None
-        parts_of = self.layout.parts_of(gidx)
+        every = self.subjects
+        gone_all = None
+        if self.settings.drop_final and self.dead:
+            gone_all = np.fromiter((s is None for s in every), dtype=bool, count=n)
+        if since is None:
+            rows = np.flatnonzero(~gone_all) if gone_all is not None else np.arange(n)
+            left = np.empty(0, dtype=np.int64)
+            changed = rows  # every subject goes with its arrays
+        else:
+            touched = self.cols.touched[:n] >= since
+            gone = touched & gone_all if gone_all is not None else np.zeros(n, dtype=bool)
+            rows = np.flatnonzero(touched & ~gone)
+            left = np.flatnonzero(gone)
+            mutated = self.cols.mutated[:n] >= since
+            changed = np.flatnonzero(mutated & ~gone_all if gone_all is not None else mutated)
+        gidx_all = self.gidx
+        row_parts = self.layout.parts_of(gidx_all[rows])
+        left_parts = self.layout.parts_of(gidx_all[left])
+        changed_parts = self.layout.parts_of(gidx_all[changed])
         parts: dict[int, PartState] = {}
         for part in self.layout.owned_parts:
-            mask = parts_of == part
-            if alive is not None:
-                mask &= alive
-            where = np.flatnonzero(mask)
-            subjects = self.subjects
-            parts[part] = PartState(gidx[where], state[where], next_tick[where],
-                                    [subjects[i] for i in where.tolist()])
+            where = rows[row_parts == part]
+            who = changed[changed_parts == part]
+            parts[part] = PartState(
+                gidx_all[where], self.state[where], self.next_tick[where], [every[i] for i in who.tolist()],
+                removed=gidx_all[left[left_parts == part]] if since is not None else None, since=since,
+                subject_gidx=gidx_all[who] if since is not None else None)
         return ShardSnapshot(
             ticks_done=self.ticks_done, parts=parts, events=self.events, vetoed=self.vetoed,
             created=self.created, departed=self.departed, factory=self.factory,
@@ -503,6 +555,8 @@ class ShardEngine:
         keys ^= np.uint64(self.run_key)
         cols.keys[lo:hi] = mix64(keys)
         cols.state[lo:hi] = states
+        cols.touched[lo:hi] = t
+        cols.mutated[lo:hi] = t
         cols.n = hi
         self.subjects.extend(made)
         local = np.arange(lo, hi)
@@ -621,6 +675,9 @@ class ShardEngine:
         else:
             new_states[acting] = moved
         self.cols.state[due] = new_states
+        self.cols.touched[due] = t
+        if self._callback_of_tid is not None and act_tids.size:  # callbacks may change their subject
+            self.cols.mutated[act_due[self._callback_of_tid[act_tids]]] = t
         if self._output_keys and taken_tids.size:
             gidx = self.cols.gidx[taken_local]
             for sid in self._output_sinks:

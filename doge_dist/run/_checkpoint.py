@@ -17,6 +17,7 @@ forked child does it while the shard goes on, like Redis' BGSAVE), the driver th
 from __future__ import annotations
 
 import datetime as _dt
+import gc
 import io
 import json
 import os
@@ -38,6 +39,7 @@ __all__ = ["FORMAT", "Store", "Manifest", "SnapshotWriter", "write_manifest", "l
 
 FORMAT = "doge-dist/checkpoint-1"
 KEEP = 2  # complete checkpoints kept; older ones are deleted once a newer one is complete
+MAX_CHAIN = 10  # a full snapshot every this many checkpoints of a shard; deltas in between
 
 
 def tick_dir(tick: int) -> str:
@@ -144,15 +146,21 @@ def _dumps(value: Any) -> bytes:
 
 
 def write_shard_files(store: Store, tick: int, shard: int, snapshot: ShardSnapshot,
-                      positions: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write one shard's parts and its own file for ``tick``; return what was written."""
+                      positions: dict[str, Any], extra: dict[str, Any] | None = None,
+                      chain: list[int] | None = None) -> dict[str, Any]:
+    """Write one shard's parts and its own file for ``tick``; return what was written. ``chain``: the
+    ticks whose part files rebuild these parts, oldest (a full snapshot) first, ending with ``tick``."""
     folder = tick_dir(tick)
     started = time.perf_counter()
     sizes: dict[str, int] = {}
     subjects = 0
     for part, state in snapshot.parts.items():
         buf = io.BytesIO()
-        np.savez(buf, gidx=state.gidx, state=state.state, next_tick=state.next_tick)
+        empty = np.empty(0, dtype=np.int64)
+        np.savez(buf, gidx=state.gidx, state=state.state, next_tick=state.next_tick,
+                 removed=state.removed if state.removed is not None else empty,
+                 subject_gidx=state.subject_gidx if state.subject_gidx is not None else empty,
+                 since=np.array(-1 if state.since is None else state.since, dtype=np.int64))
         sizes[f"part-{part:05d}.npz"] = store.write(f"{folder}/part-{part:05d}.npz", buf.getvalue())
         sizes[f"part-{part:05d}.pkl"] = store.write(f"{folder}/part-{part:05d}.pkl",
                                                     encode_subjects(state.subjects))
@@ -163,7 +171,8 @@ def write_shard_files(store: Store, tick: int, shard: int, snapshot: ShardSnapsh
            **(extra or {})}
     sizes[f"shard-{shard:05d}.pkl"] = store.write(f"{folder}/shard-{shard:05d}.pkl", _dumps(own))
     info = {"tick": tick, "shard": shard, "files": sizes, "bytes": sum(sizes.values()), "subjects": subjects,
-            "seconds": time.perf_counter() - started}
+            "seconds": time.perf_counter() - started, "chain": chain or [tick],
+            "delta": bool(chain and len(chain) > 1)}
     store.write(f"{folder}/shard-{shard:05d}.json", json.dumps(info).encode())
     return info
 
@@ -188,27 +197,36 @@ class SnapshotWriter:
         self.pending: list[_Pending] = []
         self.finished: list[dict[str, Any]] = []
         self.waited_s = 0.0
+        self.chain: list[int] = []  # ticks written since the last full snapshot, that one first
 
-    def start(self, tick: int, take: Callable[[], ShardSnapshot], positions: dict[str, Any], *,
+    def start(self, tick: int, take: Callable[[int | None], ShardSnapshot], positions: dict[str, Any], *,
               inline: bool = False, extra: dict[str, Any] | None = None) -> bool:
-        """Write the snapshot ``take()`` makes for ``tick`` (after the writer still in flight, if any)."""
+        """Write the snapshot ``take(since)`` makes for ``tick`` (after the writer still in flight, if any):
+        the changes since the previous snapshot of this shard, or everything every MAX_CHAIN checkpoints
+        (and when the previous one failed)."""
         if self.pending:
             started = time.perf_counter()
             done = self.poll(wait=True)  # poll() hands over (and clears) what finished
             self.finished.extend(done)  # ... kept for the next report
             self.waited_s += time.perf_counter() - started
+        if self.chain and len(self.chain) < MAX_CHAIN:
+            since, chain = self.chain[-1], [*self.chain, tick]
+        else:
+            since, chain = None, [tick]
+        self.chain = chain  # a failed write resets it (poll)
         if inline or not hasattr(os, "fork"):
-            self._inline(tick, take(), positions, extra)
+            self._inline(tick, take(since), positions, extra, chain)
             return True
         import warnings
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: the child touches none
+            gc.freeze()  # the parent's collector then leaves its objects alone: fewer copied pages
             pid = os.fork()
         if pid == 0:  # the child: snapshot and write, then leave without running the parent's cleanup
             code = 1
             try:
-                write_shard_files(self.store, tick, self.shard, take(), positions, extra)
+                write_shard_files(self.store, tick, self.shard, take(since), positions, extra, chain)
                 code = 0
             except BaseException as exc:  # noqa: BLE001 - reported through the exit status and a file
                 try:
@@ -222,11 +240,12 @@ class SnapshotWriter:
         return True
 
     def _inline(self, tick: int, snapshot: ShardSnapshot, positions: dict[str, Any],
-                extra: dict[str, Any] | None) -> None:
+                extra: dict[str, Any] | None, chain: list[int]) -> None:
         try:
-            info = write_shard_files(self.store, tick, self.shard, snapshot, positions, extra)
+            info = write_shard_files(self.store, tick, self.shard, snapshot, positions, extra, chain)
             self.finished.append({**info, "ok": True})
         except Exception as exc:  # noqa: BLE001 - the driver reports it and keeps the older checkpoint
+            self.chain = []
             self.finished.append({"tick": tick, "shard": self.shard, "ok": False,
                                   "error": f"{type(exc).__name__}: {exc}"})
 
@@ -243,6 +262,7 @@ class SnapshotWriter:
                 try:
                     info = json.loads(self.store.read(f"{folder}/shard-{self.shard:05d}.json"))
                 except (OSError, ValueError) as exc:  # e.g. its folder removed: the older checkpoint is kept
+                    self.chain = []  # the next snapshot is a full one
                     self.finished.append({"tick": job.tick, "shard": self.shard, "ok": False,
                                           "error": f"{type(exc).__name__}: {exc}"})
                     continue
@@ -251,8 +271,11 @@ class SnapshotWriter:
                 error = "the checkpoint writer process failed"
                 if self.store.exists(f"{folder}/shard-{self.shard:05d}.error"):
                     error = self.store.read(f"{folder}/shard-{self.shard:05d}.error").decode(errors="replace")
+                self.chain = []  # the next snapshot is a full one
                 self.finished.append({"tick": job.tick, "shard": self.shard, "ok": False, "error": error})
         self.pending = still
+        if not still and gc.get_freeze_count():
+            gc.unfreeze()  # no writer shares the pages any more
         done, self.finished = self.finished, []
         return done
 
@@ -288,12 +311,27 @@ def write_manifest(store: Store, tick: int, data: dict[str, Any], *, keep: int =
     store.write("LATEST.json", json.dumps({"format": FORMAT, "tick": tick,
                                            "folder": tick_dir(tick)}).encode())
     complete = [t for t in store.ticks() if store.exists(f"{tick_dir(t)}/MANIFEST.json")]
-    for old in complete[:-keep] if keep > 0 else []:
-        if old != tick:
+    kept = complete[-keep:] if keep > 0 else complete
+    needed = set(kept)  # and the folders their parts are rebuilt from (a full snapshot and deltas)
+    for kept_tick in kept:
+        needed.update(_chain_ticks(store, kept_tick) if kept_tick != tick else _chains_of(data))
+    for old in complete:
+        if old not in needed:
             store.remove_tick(old)
     for partial in store.ticks():  # folders of earlier ticks that never completed
-        if partial < tick and partial not in complete and partial not in writing:
+        if partial < tick and partial not in complete and partial not in writing and partial not in needed:
             store.remove_tick(partial)
+
+
+def _chains_of(data: dict[str, Any]) -> set[int]:
+    return {int(t) for chain in (data.get("chains") or {}).values() for t in chain}
+
+
+def _chain_ticks(store: Store, tick: int) -> set[int]:
+    try:
+        return _chains_of(json.loads(store.read(f"{tick_dir(tick)}/MANIFEST.json")))
+    except (OSError, ValueError):
+        return set()
 
 
 def write_run_status(store: Store, data: dict[str, Any]) -> None:
@@ -340,12 +378,23 @@ def load_manifest(url: str) -> Manifest:
 
 
 def read_part(manifest: Manifest, part: int) -> PartState:
+    """A part as it was at the manifest's tick: its full snapshot with the later deltas applied."""
     store = Store(manifest.url)
-    folder = tick_dir(manifest.tick)
-    with np.load(io.BytesIO(store.read(f"{folder}/part-{part:05d}.npz"))) as arrays:
-        gidx, state, next_tick = arrays["gidx"], arrays["state"], arrays["next_tick"]
-    subjects = decode_subjects(store.read(f"{folder}/part-{part:05d}.pkl"))
-    return PartState(gidx, state, next_tick, subjects)
+    chain = (manifest.data.get("chains") or {}).get(str(part)) or [manifest.tick]
+    pieces = []
+    for tick in chain:
+        folder = tick_dir(tick)
+        with np.load(io.BytesIO(store.read(f"{folder}/part-{part:05d}.npz"))) as arrays:
+            since = int(arrays["since"]) if "since" in arrays.files else -1
+            pieces.append(PartState(
+                arrays["gidx"], arrays["state"], arrays["next_tick"],
+                decode_subjects(store.read(f"{folder}/part-{part:05d}.pkl")),
+                removed=arrays["removed"] if since >= 0 else None, since=None if since < 0 else since,
+                subject_gidx=arrays["subject_gidx"] if since >= 0 else None))
+    if pieces[0].since is not None:
+        raise ModelError(f"checkpoint {store.path(tick_dir(manifest.tick))}: part {part}'s chain {chain} "
+                         "does not start with a full snapshot")
+    return PartState.rebuild(pieces) if len(pieces) > 1 else pieces[0]
 
 
 def read_shard(manifest: Manifest, shard: int) -> dict[str, Any]:
@@ -432,16 +481,23 @@ class CheckpointLog:
             arrivals = next(iter(records.values())).get("arrivals")
             total_bytes = sum(i["bytes"] for i in infos.values())
             subjects = sum(i["subjects"] for i in infos.values())
+            delta = any(i.get("delta") for i in infos.values())
+            live = sum(int(r.get("live", 0)) for r in records.values())
+            chains = {str(part): infos[shard].get("chain", [tick])
+                      for shard, (first, stop) in enumerate(self.base.get("shards", []))
+                      for part in range(first, stop) if shard in infos}
             write_manifest(self.store, tick, {
-                **self.base, "positions": positions, "arrivals": arrivals,
+                **self.base, "positions": positions, "arrivals": arrivals, "chains": chains, "delta": delta,
+                "live": live,
                 "shard_files": {str(s): i["files"] for s, i in infos.items()}, "bytes": total_bytes,
                 "subjects": subjects, "events_by_shard": {str(s): r["total_events"] for s,
                                                                     r in records.items()},
                 "events_by_sink_by_shard": {str(s): r["events_by_sink"] for s, r in records.items()},
             }, keep=self.keep, writing={*self.positions, *self.written})
             self.latest = tick
-            self.completed.append({"tick": tick, "bytes": total_bytes, "subjects": subjects,
-                                   "write_s": max(i.get("seconds", 0.0) for i in infos.values())})
+            write_s = max(i.get("seconds", 0.0) for i in infos.values())
+            self.completed.append({"tick": tick, "bytes": total_bytes, "subjects": subjects, "delta": delta,
+                                   "live": live, "write_s": write_s})
 
     def manifest(self) -> Manifest | None:
         """The newest checkpoint this run completed (None: none yet)."""

@@ -200,12 +200,12 @@ class ShardWorker:
         stats = {name: numbers for sink, name in zip(model.sinks, model.sink_names)
                  if (numbers := sink_stats(sink)) is not None}
         self.writer.start(tick, self.engine.snapshot, positions, inline=inline,
-                          extra={"sink_stats": self._add_base(stats)})
+                          extra={"sink_stats": self._add_base(stats)})  # snapshot(since) in the writer
         self.last_checkpoint = tick
         arrivals = self.engine.arrivals
         self._checkpoint = {"tick": tick, "shard": self.layout.index, "positions": positions,
                             "arrivals": arrivals.state() if arrivals is not None else None,
-                            "total_events": self.engine.total_events(),
+                            "total_events": self.engine.total_events(), "live": self.engine.live,
                             "events_by_sink": self.engine.counts_by_sink()}
 
     def abandon(self) -> WindowReport:
