@@ -150,7 +150,9 @@ class _ProducerHandle:
         if len(producer):
             _call(producer.purge)
             _call(producer.flush, _SHUTDOWN_WAIT_S)
-
+        # let go of the producer now: the handle and the producer refer to each other (error_cb), and
+        # a traceback that keeps the handle would keep a producer reconnecting to a stopped broker
+        self.producer = None
 
 # --------------------------------------------------------------------------- factory
 
@@ -564,6 +566,7 @@ class KafkaSink(PicklesAsDescription, EventSink):
             reason = f"not all messages delivered within {self.factory.close_timeout_s:g} s"
         else:
             reason = "delivery failed"
+        del handle, producer  # the raised error's frames must not keep the producer alive
         raise self._error(reason) from (failure.cause if failure is not None else None)
 
     def checkpoint_positions(self) -> dict[str, Any]:
