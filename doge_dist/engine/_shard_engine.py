@@ -57,6 +57,7 @@ class EngineSettings:
     drop_final: bool = False
     timeline_bucket: int = 1        # ticks per bucket of the per-trigger event timeline
     record_output_keys: bool = False  # remember (tick, subject) of events sent to driver-output sinks
+    track_changes: bool = False  # note which subjects change (incremental checkpoints need it)
 
 
 @dataclass
@@ -194,6 +195,7 @@ class ShardEngine:
         self._dispatch = model.dispatch_table()
         self._reseed = self._make_reseeder()
         self._has_final = bool(model.final.any())
+        self._track = settings.track_changes
         self._callback_of_tid = None
         if model.has_callbacks:
             self._callback_of_tid = np.array([tr.action_callback is not None for tr in model.transitions])
@@ -615,14 +617,20 @@ class ShardEngine:
             else:
                 self.vetoed += counts
                 self.events -= counts
-            ticks = np.concatenate([np.full(tids.size, t, dtype=np.int64) for t, tids in entries])
-            buckets = ticks // bucket
-            first = int(buckets[0])
-            span = int(buckets[-1]) - first + 1
-            flat = np.bincount((buckets - first) * size + tids, minlength=span * size)
-            for b, row in enumerate(flat.reshape(-1, size)):
-                if row.any():
-                    slot = timeline.setdefault(first + b, np.zeros(size, dtype=np.int64))
+            entry_buckets = np.array([t for t, _ in entries], dtype=np.int64) // bucket
+            first = int(entry_buckets[0])
+            if entry_buckets[-1] == first:  # the whole window in one bucket (the usual case)
+                rows = {first: counts}
+            else:
+                buckets = np.repeat(entry_buckets - first, [len(t) for _, t in entries])
+                span = int(entry_buckets[-1]) - first + 1
+                flat = np.bincount(buckets * size + tids, minlength=span * size).reshape(-1, size)
+                rows = {first + b: flat[b] for b in np.flatnonzero(flat.any(axis=1)).tolist()}
+            for b, row in rows.items():
+                slot = timeline.get(b)
+                if slot is None:
+                    timeline[b] = sign * row
+                else:
                     slot += sign * row
             entries.clear()
         self.timeline = timeline
@@ -657,27 +665,34 @@ class ShardEngine:
             act_due, act_tids, act_h = due, tids, h
         else:
             act_due, act_tids, act_h = due[acting], tids[acting], h[acting]
-        vetoed = yield from self._dispatch_budgeted(t, act_due, act_tids, act_h)
-        new_states = states.copy() if acting is not None else None
+        if self._budget is None:  # the usual case: the whole tick at once, no generator in between
+            vetoed = self._dispatch_slice(t, act_due, act_tids, act_h, 0, act_due.size)
+        else:
+            vetoed = yield from self._dispatch_budgeted(t, act_due, act_tids, act_h)
+        accepted = None
         if vetoed:
             accepted = np.ones(act_due.size, dtype=bool)
             accepted[vetoed] = False
-            taken_tids = act_tids[accepted]
-            taken_local = act_due[accepted]
+            moved = np.where(accepted, model.to_state[act_tids], states if acting is None else states[acting])
         else:
-            accepted = None
-            taken_tids, taken_local = act_tids, act_due
-        moved = model.to_state[act_tids] if accepted is None else np.where(accepted, model.to_state[act_tids],
-                                                                            states if acting is None
-                                                                            else states[acting])
+            moved = model.to_state[act_tids]
         if acting is None:
             new_states = moved
         else:
+            new_states = states.copy()
             new_states[acting] = moved
         self.cols.state[due] = new_states
-        self.cols.touched[due] = t
-        if self._callback_of_tid is not None and act_tids.size:  # callbacks may change their subject
-            self.cols.mutated[act_due[self._callback_of_tid[act_tids]]] = t
+        if self._track:
+            self.cols.touched[due] = t
+            if self._callback_of_tid is not None and act_tids.size:  # callbacks may change their subject
+                self.cols.mutated[act_due[self._callback_of_tid[act_tids]]] = t
+        if (self._output_keys or self._has_final) and act_tids.size:  # the transitions taken
+            self._after_taken(t, act_tids if accepted is None else act_tids[accepted],
+                              act_due if accepted is None else act_due[accepted])
+        return self._draw_next(t, due, new_states, h)
+
+    def _after_taken(self, t: int, taken_tids: np.ndarray, taken_local: np.ndarray) -> None:
+        """Remember print sinks' keys and let subjects that entered a final state depart."""
         if self._output_keys and taken_tids.size:
             gidx = self.cols.gidx[taken_local]
             for sid in self._output_sinks:
@@ -688,7 +703,6 @@ class ShardEngine:
             leaving = self._final_target[taken_tids]
             if leaving.any():
                 self._depart(t, taken_local[leaving])
-        return self._draw_next(t, due, new_states, h)
 
     def _depart(self, t: int, local: np.ndarray) -> None:
         """Subjects that entered a final state leave the run (freed with drop_final)."""

@@ -14,6 +14,8 @@ from typing import Any, Generic
 
 from .._errors import ModelError
 from ..engine._keyed import seed_key
+from ..run._local import run_local  # light (no Ray): the in-process runner, loaded with the model
+from ..run._memory import check_memory, estimate_run_memory
 from ..run._pacer import LoadStep, Pacing, parse_load_shape
 from ..run._plan import RunControls, RunPlan
 from ..run._result import Progress, RunResult
@@ -324,8 +326,6 @@ class DataOnlineGenerator(Generic[Subject]):
         if backend == "local" and workers > 1:
             raise ModelError("backend='local' runs one shard; use workers=1 or backend='ray'")
         if ray_address is None and not os.environ.get("RAY_ADDRESS") and manifest is None:
-            from ..run._memory import check_memory, estimate_run_memory
-
             check_memory(estimate_run_memory(self, workers))  # a run this machine cannot hold: refused now
         self._stop_requested.clear()
         stops = [self._stop_requested] + ([stop_event] if stop_event is not None else [])
@@ -338,8 +338,6 @@ class DataOnlineGenerator(Generic[Subject]):
         controls = RunControls(progress=progress, stop_events=stops)
         use_ray = backend == "ray" or (backend is None and (workers > 1 or ray_address is not None))
         if not use_ray:
-            from ..run._local import run_local
-
             return run_local(plan, controls)
         from ..run._ray_backend import run_ray
 

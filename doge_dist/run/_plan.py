@@ -94,7 +94,8 @@ class RunPlan:
               checkpoint_every: int | None = None, checkpoint_keep: int = 2, resume: Manifest | None = None,
               max_restarts: int = 0) -> RunPlan:
         model = gen.compile()
-        fingerprint = gen.fingerprint_components()
+        # what a checkpoint records to refuse a different model (reads the callbacks' source: only then)
+        fingerprint = gen.fingerprint_components() if checkpoint_dir or resume is not None else {}
         shard_count = workers if gen.arrivals else min(workers, max(1, gen.subjects_num))
         if resume is not None:
             check_resumable(resume, fingerprint)
@@ -124,7 +125,7 @@ class RunPlan:
             run_key=run_key, tick_ms=gen.tick_ms, timestamp_start=gen.timestamp_start,
             reseed_python_random=gen.reseed_python_random and gen.seed is not None,
             keyed_callbacks=gen.seed is not None, drop_final=gen.drop_final,
-            timeline_bucket=timeline_bucket(gen.ticks_num, gen.tick_ms),
+            timeline_bucket=timeline_bucket(gen.ticks_num, gen.tick_ms), track_changes=bool(checkpoint_dir),
         )
         from ._schedule import default_window
 
