@@ -389,9 +389,11 @@ def test_the_name_table_matches_the_installed_doge_datagen():
         "                    and (getattr(v, '__module__', None) or '').startswith('doge_datagen'))\n"
         "print(json.dumps(out))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    if "No module named 'doge_datagen'" in done.stderr:
-        pytest.skip("doge-datagen 1.0.4 is not installed (pip install doge-datagen==1.0.4)")
+    from benchmarks._peer import ensure_doge_datagen  # doge-datagen 1.0.4 itself, beside the environment
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ensure_doge_datagen()),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
     installed = json.loads(done.stdout.strip().splitlines()[-1])
     for module, names in installed.items():
