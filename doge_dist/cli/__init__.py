@@ -10,11 +10,12 @@ diagnostics to stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import textwrap
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from ._checkpoint_spec import CHECKPOINT_HELP, add_checkpoint_options
 from ._errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_RUN_FAILED, RunFailed, UsageError
@@ -210,8 +211,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(debug: bool, masker: Masker) -> None:
+@contextlib.contextmanager
+def _logging_for_the_command(debug: bool, masker: Masker) -> Iterator[None]:
+    """The command's logging (masked, to stderr) while it runs; afterwards the process's logging is
+    as it was (``main()`` called in-process, e.g. by a test or a notebook, leaves nothing behind)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    filters = {id(h): list(h.filters) for lg in [root, *logging.Logger.manager.loggerDict.values()]
+               if isinstance(lg, logging.Logger) for h in lg.handlers}
     install_log_masking(masker, logging.DEBUG if debug else logging.WARNING, replace_handlers=True)
+    try:
+        yield
+    finally:
+        logging.captureWarnings(False)
+        for handler in list(root.handlers):
+            if handler not in handlers:
+                root.removeHandler(handler)
+                handler.close()
+        for handler in handlers:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        root.setLevel(level)
+        for lg in [root, *logging.Logger.manager.loggerDict.values()]:
+            for handler in getattr(lg, "handlers", []):
+                if id(handler) in filters:
+                    handler.filters[:] = filters[id(handler)]
 
 
 def _command_table() -> dict[str, Callable[[argparse.Namespace, Masker], int]]:
@@ -234,7 +258,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # to print the command that resumes a run
     masker = Masker()
-    _configure_logging(args.debug, masker)
+    with _logging_for_the_command(args.debug, masker):
+        return _run_command(args, masker)
+
+
+def _run_command(args: argparse.Namespace, masker: Masker) -> int:
     try:
         return _command_table()[args.command](args, masker)
     except (UsageError, ValueError, ImportError) as exc:  # SpecError, TargetError, ModelError, ...
