@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ._profiles import scaled_by_profiles
 from ._vocabulary import Transition, sink_name
 
 __all__ = ["CompiledModel", "compile_model", "factory_takes_index", "unique_sink_names", "sinks_in_use_order"]
@@ -49,16 +50,7 @@ class CompiledModel:
         position, the state's offset plus the cumulative percent of its transitions at that time."""
         if self.flat_profile is None:
             return np.broadcast_to(self.flat_cum, (len(timestamps), self.flat_cum.size))
-        ts = np.asarray(timestamps, dtype=np.int64)
-        probs = np.tile(self.flat_prob, (ts.size, 1))
-        evaluated: dict[int, np.ndarray] = {}
-        for pos, profile in enumerate(self.flat_profile):
-            if profile is None:
-                continue
-            values = evaluated.get(id(profile))
-            if values is None:
-                values = evaluated[id(profile)] = profile.values(ts)
-            probs[:, pos] *= values
+        probs = scaled_by_profiles(self.flat_prob, self.flat_profile, timestamps)
         cum = np.cumsum(probs, axis=1)
         # restart the running sum at each state's first position (segmented cumsum)
         starts = np.flatnonzero(np.r_[True, self.flat_state[1:] != self.flat_state[:-1]])

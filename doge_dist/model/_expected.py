@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ._analysis import propagate
-from ._profiles import DAY_MS, HOUR_MS, HourOfWeek
+from ._profiles import DAY_MS, HOUR_MS, HourOfWeek, scaled_by_profiles
 
 __all__ = ["ExpectedTimeline", "CalendarExpectation", "Segment", "expected_timeline", "expected_calendar",
            "capped_poisson_mean", "calendar_zone", "profiled", "merge_by_trigger", "WEEKDAYS"]
@@ -175,17 +175,8 @@ class _Chain:
 
     def _probabilities(self, stamps: np.ndarray) -> np.ndarray:
         """[tick, transition]: the per-tick probability of each transition (a fraction)."""
-        probs = np.tile(self.base, (stamps.size, 1))
-        evaluated: dict[int, np.ndarray] = {}
-        for k, tr in enumerate(self.transitions):
-            profile = getattr(tr, "profile", None)
-            if profile is None:
-                continue
-            values = evaluated.get(id(profile))
-            if values is None:
-                values = evaluated[id(profile)] = profile.values(stamps)
-            probs[:, k] *= values
-        return probs
+        profiles = [getattr(tr, "profile", None) for tr in self.transitions]
+        return scaled_by_profiles(self.base, profiles, stamps)
 
     def _arrivals(self, stamps: np.ndarray) -> np.ndarray:
         """[tick, state]: expected arrivals per tick into each state (advances the cumulative means)."""

@@ -22,7 +22,7 @@ from .._errors import ModelError
 
 __all__ = [
     "Profile", "Constant", "Daily", "Weekly", "HourOfWeek", "Piecewise", "Product",
-    "constant", "daily", "weekly", "hour_of_week", "piecewise", "profile_from_dict",
+    "constant", "daily", "weekly", "hour_of_week", "piecewise", "profile_from_dict", "scaled_by_profiles",
 ]
 
 HOUR_MS = 3_600_000
@@ -390,6 +390,23 @@ class Product(Profile):
 
     def __repr__(self) -> str:
         return " * ".join(repr(f) for f in self.factors)
+
+
+def scaled_by_profiles(base: np.ndarray, profiles: Sequence[Profile | None],
+                       timestamps: np.ndarray) -> np.ndarray:
+    """[timestamp, column]: ``base[column] * profiles[column](timestamp)`` (a column without a profile
+    keeps its base); each distinct profile is evaluated once."""
+    ts = np.asarray(timestamps, dtype=np.int64)
+    out = np.tile(np.asarray(base, dtype=np.float64), (ts.size, 1))
+    evaluated: dict[int, np.ndarray] = {}
+    for column, profile in enumerate(profiles):
+        if profile is None:
+            continue
+        values = evaluated.get(id(profile))
+        if values is None:
+            values = evaluated[id(profile)] = profile.values(ts)
+        out[:, column] *= values
+    return out
 
 
 # -- the public constructors ------------------------------------------------------------------
